@@ -1,0 +1,194 @@
+// Command apikeys runs the API-key service.
+//
+//	apikeys [serve]
+//
+// Configuration comes from the environment; see README.md for the table.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	apikeys "github.com/qs/apikeys"
+	"github.com/qs/apikeys/keys"
+	"github.com/qs/apikeys/server"
+	"github.com/qs/apikeys/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "apikeys:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the service's configuration, read from the environment.
+type config struct {
+	databaseURL   string
+	addr          string
+	adminToken    string
+	generated     bool // adminToken was generated because none was configured
+	prefix        string
+	hash          keys.Params
+	flushInterval time.Duration
+	logLevel      slog.Level
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		databaseURL: getenv("APIKEYS_DATABASE_URL"),
+		addr:        getenv("APIKEYS_ADDR"),
+		adminToken:  getenv("APIKEYS_ADMIN_TOKEN"),
+		prefix:      getenv("APIKEYS_KEY_PREFIX"),
+		hash:        keys.DefaultParams(),
+	}
+	if c.databaseURL == "" {
+		c.databaseURL = "file:data/apikeys.db"
+	}
+	if c.addr == "" {
+		c.addr = ":8080"
+	}
+	if c.prefix == "" {
+		c.prefix = keys.DefaultPrefix
+	}
+	if err := keys.ValidatePrefix(c.prefix); err != nil {
+		return c, fmt.Errorf("APIKEYS_KEY_PREFIX: %w", err)
+	}
+	if c.adminToken == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return c, err
+		}
+		c.adminToken, c.generated = base64.RawURLEncoding.EncodeToString(b), true
+	} else if len(c.adminToken) < 16 {
+		return c, errors.New("APIKEYS_ADMIN_TOKEN must be at least 16 characters")
+	}
+	for _, u := range []struct {
+		name string
+		dst  *uint32
+	}{{"APIKEYS_ARGON2_MEMORY_KIB", &c.hash.MemoryKiB}, {"APIKEYS_ARGON2_ITERATIONS", &c.hash.Iterations}} {
+		if v := getenv(u.name); v != "" {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", u.name, err)
+			}
+			*u.dst = uint32(n)
+		}
+	}
+	if v := getenv("APIKEYS_ARGON2_PARALLELISM"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 8)
+		if err != nil {
+			return c, fmt.Errorf("APIKEYS_ARGON2_PARALLELISM: %w", err)
+		}
+		c.hash.Parallelism = uint8(n)
+	}
+	if err := c.hash.Validate(); err != nil {
+		return c, fmt.Errorf("argon2id parameters: %w", err)
+	}
+	c.flushInterval = time.Second
+	if v := getenv("APIKEYS_USAGE_FLUSH_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("APIKEYS_USAGE_FLUSH_INTERVAL: want a positive duration such as 1s, got %q", v)
+		}
+		c.flushInterval = d
+	}
+	if v := getenv("APIKEYS_LOG_LEVEL"); v != "" {
+		if err := c.logLevel.UnmarshalText([]byte(v)); err != nil {
+			return c, fmt.Errorf("APIKEYS_LOG_LEVEL: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// run starts the service and serves until ctx is cancelled, then shuts down gracefully:
+// in-flight requests finish, recorded key usage is written, the database is closed.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	switch {
+	case len(args) == 0 || args[0] == "serve":
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		fmt.Fprintln(stdout, "usage: apikeys [serve]\n\nConfiguration is read from APIKEYS_* environment variables; see README.md.")
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (want: serve)", args[0])
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	if cfg.generated {
+		// Printed once, to the terminal, so that a first run needs no set-up. It is not
+		// written to the structured log.
+		fmt.Fprintf(stderr, "WARNING: APIKEYS_ADMIN_TOKEN is not set; generated an admin token for this run only:\n\n    %s\n\nSet APIKEYS_ADMIN_TOKEN to keep one across restarts.\n\n", cfg.adminToken)
+	}
+
+	st, err := store.Open(ctx, cfg.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := server.New(server.Config{
+		Store: st, AdminToken: cfg.adminToken, KeyPrefix: cfg.prefix, Hash: cfg.hash,
+		Spec: apikeys.OpenAPI, Logger: log, UsageFlushInterval: cfg.flushInterval,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		srv.Close(context.Background())
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(cfg.databaseURL))
+	fmt.Fprintf(stdout, "apikeys listening on http://%s\n", ln.Addr())
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		srv.Close(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if cerr := srv.Close(sctx); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// dbKind names the database without its credentials, for the log.
+func dbKind(url string) string {
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		return "postgres"
+	}
+	return "sqlite"
+}

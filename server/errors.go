@@ -1,0 +1,191 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/labstack/echo/v4"
+
+	"github.com/qs/apikeys/gen"
+	"github.com/qs/apikeys/store"
+)
+
+// problem is an error that knows its RFC 9457 rendering. Handlers return it for expected
+// failures; anything else that reaches the edge is translated by toProblem.
+type problem struct {
+	status int
+	detail string
+	fields []gen.FieldError
+	// authenticate adds WWW-Authenticate, as RFC 6750 asks of a 401.
+	authenticate string
+}
+
+func (p *problem) Error() string { return http.StatusText(p.status) + ": " + p.detail }
+
+func badRequest(detail string, fields ...gen.FieldError) error {
+	return &problem{status: http.StatusBadRequest, detail: detail, fields: fields}
+}
+
+func fieldError(in gen.FieldErrorIn, field, detail string) gen.FieldError {
+	return gen.FieldError{In: in, Field: field, Detail: detail}
+}
+
+func unauthorized(detail string) error {
+	return &problem{status: http.StatusUnauthorized, detail: detail,
+		authenticate: `Bearer realm="apikeys", error="invalid_token"`}
+}
+
+func forbidden(detail string) error {
+	return &problem{status: http.StatusForbidden, detail: detail}
+}
+
+func conflict(detail string) error {
+	return &problem{status: http.StatusConflict, detail: detail}
+}
+
+func notFound(detail string) error {
+	return &problem{status: http.StatusNotFound, detail: detail}
+}
+
+// toProblem is the one table that maps every error the server can meet to a problem:
+// our own problems, domain errors from the store, and Echo's and the validator's errors.
+// Only internal errors are logged, and their text never reaches the client.
+func toProblem(err error, log *slog.Logger, r *http.Request) *problem {
+	var p *problem
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.Is(err, store.ErrNotFound):
+		return &problem{status: http.StatusNotFound, detail: "no such resource"}
+	case errors.Is(err, store.ErrConflict):
+		// The store's conflict messages are its own sentences, never a driver's.
+		return &problem{status: http.StatusConflict, detail: strings.TrimPrefix(err.Error(), store.ErrConflict.Error()+": ")}
+	case errors.Is(err, store.ErrInvalid):
+		return &problem{status: http.StatusBadRequest, detail: strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": ")}
+	case errors.As(err, &he):
+		return fromHTTPError(he, log, r)
+	default:
+		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		return &problem{status: http.StatusInternalServerError, detail: "an unexpected error occurred; it has been logged"}
+	}
+}
+
+// fromHTTPError renders Echo's errors (routing, binding, body limit) and the request
+// validator's, whose original kin-openapi error rides in Internal.
+func fromHTTPError(he *echo.HTTPError, log *slog.Logger, r *http.Request) *problem {
+	if he.Code >= 500 {
+		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", he)
+		return &problem{status: http.StatusInternalServerError, detail: "an unexpected error occurred; it has been logged"}
+	}
+	if he.Code == http.StatusBadRequest && he.Internal != nil {
+		if fields := validationFields(he.Internal); len(fields) > 0 {
+			return &problem{status: http.StatusBadRequest, detail: "the request does not match the API's schema", fields: fields}
+		}
+	}
+	detail := http.StatusText(he.Code)
+	switch he.Code {
+	case http.StatusNotFound:
+		detail = "no such endpoint"
+	case http.StatusMethodNotAllowed:
+		detail = "the endpoint does not accept this method"
+	case http.StatusRequestEntityTooLarge:
+		detail = "the request body is too large"
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
+		if msg, ok := he.Message.(string); ok && msg != "" {
+			detail = firstLine(msg)
+		}
+	}
+	return &problem{status: he.Code, detail: detail}
+}
+
+// validationFields turns the validator's errors into one entry per offending field. The
+// entries carry the rule that failed, never the value sent (it may be a secret).
+func validationFields(err error) []gen.FieldError {
+	var out []gen.FieldError
+	var walk func(error)
+	walk = func(err error) {
+		var me openapi3.MultiError
+		var re *openapi3filter.RequestError
+		switch {
+		case errors.As(err, &me):
+			for _, e := range me {
+				walk(e)
+			}
+		case errors.As(err, &re):
+			in, field := gen.FieldErrorIn("body"), ""
+			if re.Parameter != nil {
+				in, field = gen.FieldErrorIn(re.Parameter.In), re.Parameter.Name
+			}
+			var inner openapi3.MultiError
+			if errors.As(re.Err, &inner) {
+				for _, e := range inner {
+					out = append(out, schemaField(in, field, e, re.Reason))
+				}
+				return
+			}
+			out = append(out, schemaField(in, field, re.Err, re.Reason))
+		default:
+			out = append(out, fieldError("body", "", firstLine(err.Error())))
+		}
+	}
+	walk(err)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })
+	return out
+}
+
+func schemaField(in gen.FieldErrorIn, field string, err error, reason string) gen.FieldError {
+	var se *openapi3.SchemaError
+	if errors.As(err, &se) {
+		if in == "body" {
+			field = "/" + strings.Join(se.JSONPointer(), "/")
+		}
+		return fieldError(in, field, se.Reason)
+	}
+	if reason == "" && err != nil {
+		reason = firstLine(err.Error())
+	}
+	if in == "body" && field == "" {
+		field = "/"
+	}
+	return fieldError(in, field, reason)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// errorHandler is Echo's HTTPErrorHandler: the one exit for every failure.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	p := toProblem(err, s.log, c.Request())
+	body := gen.Problem{
+		Type:   "about:blank",
+		Title:  http.StatusText(p.status),
+		Status: p.status,
+		Detail: &p.detail,
+	}
+	if len(p.fields) > 0 {
+		body.Errors = &p.fields
+	}
+	if p.authenticate != "" {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, p.authenticate)
+	}
+	buf, mErr := json.Marshal(body)
+	if mErr != nil {
+		s.log.Error("encode problem", "err", mErr)
+		return
+	}
+	if err := c.Blob(p.status, "application/problem+json", buf); err != nil {
+		s.log.Debug("write problem", "err", err)
+	}
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/qs/apikeys/store"
+)
+
+// usageRecorder keeps the latest use of each key in memory and writes them in one
+// transaction per interval, so that verification, the hot path, never writes to the
+// database. A key used a thousand times in an interval costs one row update.
+type usageRecorder struct {
+	store interface {
+		RecordUsage(ctx context.Context, uses []store.Usage) error
+	}
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]store.Usage
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func newUsageRecorder(st interface {
+	RecordUsage(ctx context.Context, uses []store.Usage) error
+}, every time.Duration, log *slog.Logger) *usageRecorder {
+	u := &usageRecorder{store: st, log: log, pending: map[string]store.Usage{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go u.run(every)
+	return u
+}
+
+func (u *usageRecorder) record(keyID string, at time.Time, ip string) {
+	u.mu.Lock()
+	if prev, ok := u.pending[keyID]; !ok || at.After(prev.At) || at.Equal(prev.At) {
+		u.pending[keyID] = store.Usage{KeyID: keyID, At: at, IP: ip}
+	}
+	u.mu.Unlock()
+}
+
+func (u *usageRecorder) run(every time.Duration) {
+	defer close(u.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := u.flush(ctx); err != nil {
+				u.log.Error("record key usage", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// flush writes what is pending. On failure the uses are put back, unless a newer use of
+// the same key arrived meanwhile, so that the next interval tries again.
+func (u *usageRecorder) flush(ctx context.Context) error {
+	u.mu.Lock()
+	batch := make([]store.Usage, 0, len(u.pending))
+	for _, use := range u.pending {
+		batch = append(batch, use)
+	}
+	u.pending = map[string]store.Usage{}
+	u.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := u.store.RecordUsage(ctx, batch)
+	if err != nil {
+		for _, use := range batch {
+			u.record(use.KeyID, use.At, use.IP)
+		}
+	}
+	return err
+}
+
+func (u *usageRecorder) close(ctx context.Context) error {
+	u.once.Do(func() { close(u.stop) })
+	<-u.done
+	return u.flush(ctx)
+}

@@ -1,0 +1,363 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+const keyColumns = `id, subject_id, tenant_id, environment_id, name, description, lookup_handle,
+	prefix, last_four, secret_hash, hash_algo, created_by_subject_id, created_at, updated_at,
+	expires_at, intended_use, metadata, scopes, last_used_at, last_used_ip, revoked_at,
+	revoked_by_subject_id, revoked_reason, rotated_from_id, replaced_by_id`
+
+// keyRow is the database shape of a Key.
+type keyRow struct {
+	ID                 string `db:"id"`
+	SubjectID          string `db:"subject_id"`
+	TenantID           dbText `db:"tenant_id"`
+	EnvironmentID      dbText `db:"environment_id"`
+	Name               string `db:"name"`
+	Description        dbText `db:"description"`
+	Handle             string `db:"lookup_handle"`
+	Prefix             string `db:"prefix"`
+	LastFour           string `db:"last_four"`
+	Hash               string `db:"secret_hash"`
+	HashAlgo           string `db:"hash_algo"`
+	CreatedBySubjectID string `db:"created_by_subject_id"`
+	CreatedAt          dbTime `db:"created_at"`
+	UpdatedAt          dbTime `db:"updated_at"`
+	ExpiresAt          dbTime `db:"expires_at"`
+	IntendedUse        dbText `db:"intended_use"`
+	Metadata           dbText `db:"metadata"`
+	Scopes             dbText `db:"scopes"`
+	LastUsedAt         dbTime `db:"last_used_at"`
+	LastUsedIP         dbText `db:"last_used_ip"`
+	RevokedAt          dbTime `db:"revoked_at"`
+	RevokedBySubjectID dbText `db:"revoked_by_subject_id"`
+	RevokedReason      dbText `db:"revoked_reason"`
+	RotatedFromID      dbText `db:"rotated_from_id"`
+	ReplacedByID       dbText `db:"replaced_by_id"`
+}
+
+func (r *keyRow) key() (Key, error) {
+	k := Key{
+		ID: r.ID, SubjectID: r.SubjectID, TenantID: r.TenantID.S, EnvironmentID: r.EnvironmentID.S,
+		Name: r.Name, Description: r.Description.S, Handle: r.Handle, Prefix: r.Prefix,
+		LastFour: r.LastFour, Hash: r.Hash, HashAlgo: r.HashAlgo,
+		CreatedBySubjectID: r.CreatedBySubjectID, CreatedAt: r.CreatedAt.T, UpdatedAt: r.UpdatedAt.T,
+		ExpiresAt: r.ExpiresAt.ptr(), IntendedUse: r.IntendedUse.S, LastUsedAt: r.LastUsedAt.ptr(),
+		LastUsedIP: r.LastUsedIP.S, RevokedAt: r.RevokedAt.ptr(), RevokedBySubjectID: r.RevokedBySubjectID.S,
+		RevokedReason: r.RevokedReason.S, RotatedFromID: r.RotatedFromID.S, ReplacedByID: r.ReplacedByID.S,
+		Scopes: []string{},
+	}
+	if r.Metadata.Valid {
+		k.Metadata = []byte(r.Metadata.S)
+	}
+	if r.Scopes.Valid && r.Scopes.S != "" {
+		if err := json.Unmarshal([]byte(r.Scopes.S), &k.Scopes); err != nil {
+			return Key{}, fmt.Errorf("key %s: scopes: %w", r.ID, err)
+		}
+	}
+	return k, nil
+}
+
+func scopesJSON(scopes []string) string {
+	if scopes == nil {
+		scopes = []string{}
+	}
+	b, _ := json.Marshal(scopes) // a []string always marshals
+	return string(b)
+}
+
+// CreateKeys inserts keys, and for each key whose subject is new (NewSubject true) that
+// subject, all in one transaction: either every key is stored or none is.
+// Returns ErrConflict when an id or lookup handle is taken.
+func (s *Store) CreateKeys(ctx context.Context, keys []NewKey) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		for _, nk := range keys {
+			if nk.NewSubject {
+				_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO subjects (id, type, tenant_id, environment_id, created_at)
+					VALUES (?, 'service', ?, ?, ?)`),
+					nk.SubjectID, nullString(nk.TenantID), nullString(nk.EnvironmentID), formatTime(nk.CreatedAt))
+				if err != nil {
+					return s.translate(err)
+				}
+			}
+			if err := s.insertKey(ctx, tx, &nk.Key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// NewKey is a key to create; NewSubject asks for its subject to be created with it.
+type NewKey struct {
+	Key
+	NewSubject bool
+}
+
+func (s *Store) insertKey(ctx context.Context, tx *sqlx.Tx, k *Key) error {
+	_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		k.ID, k.SubjectID, nullString(k.TenantID), nullString(k.EnvironmentID), k.Name,
+		nullString(k.Description), k.Handle, k.Prefix, k.LastFour, k.Hash, k.HashAlgo,
+		k.CreatedBySubjectID, formatTime(k.CreatedAt), formatTime(k.UpdatedAt), nullTime(k.ExpiresAt),
+		nullString(k.IntendedUse), nullBytes(k.Metadata), scopesJSON(k.Scopes), nullTime(k.LastUsedAt),
+		nullString(k.LastUsedIP), nullTime(k.RevokedAt), nullString(k.RevokedBySubjectID),
+		nullString(k.RevokedReason), nullString(k.RotatedFromID), nullString(k.ReplacedByID))
+	return s.translate(err)
+}
+
+// GetKey returns the key with the given id, or ErrNotFound.
+func (s *Store) GetKey(ctx context.Context, id string) (Key, error) {
+	return s.getKey(ctx, s.db, "id", id, false)
+}
+
+// GetKeyByHandle returns the key whose token carries handle, or ErrNotFound. It is the
+// verification path's only query and is served by a unique index.
+func (s *Store) GetKeyByHandle(ctx context.Context, handle string) (Key, error) {
+	return s.getKey(ctx, s.db, "lookup_handle", handle, false)
+}
+
+func (s *Store) getKey(ctx context.Context, q sqlx.QueryerContext, column, value string, forUpdate bool) (Key, error) {
+	query := "SELECT " + keyColumns + " FROM api_keys WHERE " + column + " = ?"
+	if forUpdate && s.dialect == postgres {
+		query += " FOR UPDATE"
+	}
+	var r keyRow
+	if err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(query), value); err != nil {
+		return Key{}, s.translate(err)
+	}
+	return r.key()
+}
+
+// Filter selects keys for ListKeys. Empty fields do not filter.
+type Filter struct {
+	TenantID           string
+	EnvironmentID      string
+	SubjectID          string
+	CreatedBySubjectID string
+	IntendedUse        string
+	Status             Status
+	// Now is the instant status is evaluated at, so that a list agrees with a Get made
+	// at the same instant.
+	Now time.Time
+	// Limit is the page size; ListKeys returns at most Limit keys.
+	Limit int
+	// After continues a previous page: only keys strictly older than it are returned.
+	After *Cursor
+}
+
+// Cursor is a position in the newest-first order of keys.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// String encodes the cursor as an opaque URL-safe token.
+func (c Cursor) String() string {
+	raw := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "|" + c.ID
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// ParseCursor decodes a token made by Cursor.String. Returns ErrInvalid for anything else.
+func ParseCursor(s string) (Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
+	}
+	micros, id, ok := strings.Cut(string(raw), "|")
+	n, err := strconv.ParseInt(micros, 10, 64)
+	if !ok || err != nil || n < 0 || !strings.HasPrefix(id, "apk_") || len(id) > 64 {
+		return Cursor{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
+	}
+	return Cursor{CreatedAt: time.UnixMicro(n).UTC(), ID: id}, nil
+}
+
+// ListKeys returns up to f.Limit keys matching f, newest first, and a cursor for the next
+// page when more keys may follow. Every condition is evaluated in SQL.
+func (s *Store) ListKeys(ctx context.Context, f Filter) ([]Key, *Cursor, error) {
+	query, args, err := s.listQuery(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []keyRow
+	if err := s.db.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, nil, s.translate(err)
+	}
+	var next *Cursor
+	if len(rows) > f.Limit {
+		rows = rows[:f.Limit]
+		last := rows[len(rows)-1]
+		next = &Cursor{CreatedAt: last.CreatedAt.T, ID: last.ID}
+	}
+	out := make([]Key, 0, len(rows))
+	for i := range rows {
+		k, err := rows[i].key()
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, k)
+	}
+	return out, next, nil
+}
+
+// listQuery builds ListKeys' statement, rebound for the driver. It asks for one row more
+// than the limit so that ListKeys knows whether another page follows.
+func (s *Store) listQuery(f Filter) (string, []any, error) {
+	var (
+		where []string
+		args  []any
+	)
+	eq := func(col, v string) {
+		if v != "" {
+			where = append(where, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	eq("tenant_id", f.TenantID)
+	eq("environment_id", f.EnvironmentID)
+	eq("subject_id", f.SubjectID)
+	eq("created_by_subject_id", f.CreatedBySubjectID)
+	eq("intended_use", f.IntendedUse)
+	now := formatTime(f.Now)
+	switch f.Status {
+	case "":
+	case StatusRevoked:
+		where = append(where, "revoked_at IS NOT NULL")
+	case StatusExpired:
+		where = append(where, "revoked_at IS NULL", "expires_at <= ?")
+		args = append(args, now)
+	case StatusActive:
+		where = append(where, "revoked_at IS NULL", "(expires_at IS NULL OR expires_at > ?)")
+		args = append(args, now)
+	default:
+		return "", nil, fmt.Errorf("%w: unknown status %q", ErrInvalid, f.Status)
+	}
+	if f.After != nil {
+		where = append(where, "(created_at < ? OR (created_at = ? AND id < ?))")
+		at := formatTime(f.After.CreatedAt)
+		args = append(args, at, at, f.After.ID)
+	}
+	if f.Limit < 1 {
+		return "", nil, fmt.Errorf("%w: limit must be positive", ErrInvalid)
+	}
+	query := "SELECT " + keyColumns + " FROM api_keys"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY created_at DESC, id DESC LIMIT ?"
+	args = append(args, f.Limit+1)
+	return s.db.Rebind(query), args, nil
+}
+
+// UpdateKey loads the key with the given id inside a transaction that holds it against
+// concurrent writers, lets fn change it, and stores the mutable fields fn may have
+// changed (name, description, metadata, expiry, intended use, scopes, revocation and
+// replacement). If fn returns an error nothing is written and that error is returned.
+// Returns ErrNotFound when no key has the id.
+func (s *Store) UpdateKey(ctx context.Context, id string, fn func(k *Key) error) (Key, error) {
+	var out Key
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		k, err := s.getKey(ctx, tx, "id", id, true)
+		if err != nil {
+			return err
+		}
+		if err := fn(&k); err != nil {
+			return err
+		}
+		if err := s.writeKey(ctx, tx, &k); err != nil {
+			return err
+		}
+		out = k
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) writeKey(ctx context.Context, tx *sqlx.Tx, k *Key) error {
+	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE api_keys SET name = ?, description = ?, metadata = ?,
+		expires_at = ?, intended_use = ?, scopes = ?, updated_at = ?, revoked_at = ?,
+		revoked_by_subject_id = ?, revoked_reason = ?, replaced_by_id = ? WHERE id = ?`),
+		k.Name, nullString(k.Description), nullBytes(k.Metadata), nullTime(k.ExpiresAt),
+		nullString(k.IntendedUse), scopesJSON(k.Scopes), formatTime(k.UpdatedAt), nullTime(k.RevokedAt),
+		nullString(k.RevokedBySubjectID), nullString(k.RevokedReason), nullString(k.ReplacedByID), k.ID)
+	return s.translate(err)
+}
+
+// RotateKey replaces the key with the given id in one transaction: fn receives the old key
+// (held against concurrent writers), changes it (typically setting ReplacedByID and a
+// revocation or shortened expiry) and returns the new key, which is inserted for the same
+// subject. If fn returns an error nothing is written and that error is returned.
+// Returns ErrNotFound when no key has the id, ErrConflict when the new key's id or handle
+// is taken.
+func (s *Store) RotateKey(ctx context.Context, id string, fn func(old *Key) (Key, error)) (old, replacement Key, err error) {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		k, err := s.getKey(ctx, tx, "id", id, true)
+		if err != nil {
+			return err
+		}
+		nk, err := fn(&k)
+		if err != nil {
+			return err
+		}
+		// The new row must exist before the old one can point at it.
+		if err := s.insertKey(ctx, tx, &nk); err != nil {
+			return err
+		}
+		if err := s.writeKey(ctx, tx, &k); err != nil {
+			return err
+		}
+		old, replacement = k, nk
+		return nil
+	})
+	return old, replacement, err
+}
+
+// RecordUsage stores the latest use of each key in one transaction. A use older than the
+// one already recorded is ignored, so batches may arrive out of order.
+func (s *Store) RecordUsage(ctx context.Context, uses []Usage) error {
+	if len(uses) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		stmt, err := tx.PreparexContext(ctx, tx.Rebind(`UPDATE api_keys SET last_used_at = ?, last_used_ip = ?
+			WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`))
+		if err != nil {
+			return s.translate(err)
+		}
+		defer stmt.Close()
+		for _, u := range uses {
+			at := formatTime(u.At)
+			if _, err := stmt.ExecContext(ctx, at, nullString(u.IP), u.KeyID, at); err != nil {
+				return s.translate(err)
+			}
+		}
+		return nil
+	})
+}
+
+// GetSubject returns the subject with the given id, or ErrNotFound.
+func (s *Store) GetSubject(ctx context.Context, id string) (Subject, error) {
+	var r struct {
+		ID            string `db:"id"`
+		Type          string `db:"type"`
+		TenantID      dbText `db:"tenant_id"`
+		EnvironmentID dbText `db:"environment_id"`
+		CreatedAt     dbTime `db:"created_at"`
+	}
+	err := s.db.GetContext(ctx, &r, s.db.Rebind(
+		"SELECT id, type, tenant_id, environment_id, created_at FROM subjects WHERE id = ?"), id)
+	if err != nil {
+		return Subject{}, s.translate(err)
+	}
+	return Subject{ID: r.ID, Type: r.Type, TenantID: r.TenantID.S, EnvironmentID: r.EnvironmentID.S, CreatedAt: r.CreatedAt.T}, nil
+}

@@ -1,0 +1,398 @@
+// Package store keeps API keys and their subjects in PostgreSQL or SQLite through sqlx.
+//
+// Both databases run the same queries (written with '?' placeholders and rebound per
+// driver) and the same conformance suite. Driver errors never leave this package: they are
+// translated into ErrNotFound, ErrConflict or wrapped internal errors.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Domain errors. Every exported method documents which of them it returns; anything else
+// is an internal failure that the caller should log and report as such.
+var (
+	// ErrNotFound means no row matched.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means the write collides with existing data, such as a taken key id.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid means an argument cannot be used, such as a corrupted cursor.
+	ErrInvalid = errors.New("invalid")
+)
+
+// Status is the state of a key at a given instant.
+type Status string
+
+// The statuses a key can have. Expired is derived from ExpiresAt and is never stored.
+const (
+	StatusActive  Status = "active"
+	StatusRevoked Status = "revoked"
+	StatusExpired Status = "expired"
+)
+
+// Key is a stored API key. Empty strings stand for absent optional text fields.
+type Key struct {
+	ID                 string
+	SubjectID          string
+	TenantID           string
+	EnvironmentID      string
+	Name               string
+	Description        string
+	Handle             string // the lookup handle carried inside the token
+	Prefix             string
+	LastFour           string
+	Hash               string // argon2id PHC string; never the secret itself
+	HashAlgo           string
+	CreatedBySubjectID string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+	ExpiresAt          *time.Time
+	IntendedUse        string
+	Metadata           []byte // a JSON object, or nil
+	Scopes             []string
+	LastUsedAt         *time.Time
+	LastUsedIP         string
+	RevokedAt          *time.Time
+	RevokedBySubjectID string
+	RevokedReason      string
+	RotatedFromID      string
+	ReplacedByID       string
+}
+
+// StatusAt reports the key's status at now: revoked wins over expired, and a key is
+// expired from the instant its ExpiresAt is reached.
+func (k *Key) StatusAt(now time.Time) Status {
+	switch {
+	case k.RevokedAt != nil:
+		return StatusRevoked
+	case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
+		return StatusExpired
+	default:
+		return StatusActive
+	}
+}
+
+// Subject is the identity behind one or more keys (a key and its rotations).
+type Subject struct {
+	ID            string
+	Type          string
+	TenantID      string
+	EnvironmentID string
+	CreatedAt     time.Time
+}
+
+// Usage is one successful verification to be recorded on a key.
+type Usage struct {
+	KeyID string
+	At    time.Time
+	IP    string
+}
+
+// Store is a handle on the database. It is safe for concurrent use.
+type Store struct {
+	db      *sqlx.DB
+	dialect dialect
+}
+
+type dialect int
+
+const (
+	postgres dialect = iota
+	sqliteDialect
+)
+
+var bindOnce sync.Once
+
+// Open connects to the database named by dsn and applies pending migrations.
+// A dsn starting with postgres:// or postgresql:// selects PostgreSQL; anything else is a
+// SQLite file path or a "file:" URI, whose directory is created if needed.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	// sqlx does not know modernc's driver name; teach it once.
+	bindOnce.Do(func() { sqlx.BindDriver("sqlite", sqlx.QUESTION) })
+
+	var (
+		db  *sqlx.DB
+		d   dialect
+		err error
+	)
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		d = postgres
+		db, err = sqlx.Open("postgres", dsn)
+	} else {
+		d = sqliteDialect
+		var sdsn string
+		sdsn, err = sqliteDSN(dsn)
+		if err == nil {
+			db, err = sqlx.Open("sqlite", sdsn)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if d == sqliteDialect {
+		// SQLite has one writer; a small pool keeps readers concurrent under WAL.
+		db.SetMaxOpenConns(8)
+	} else {
+		db.SetMaxOpenConns(32)
+		db.SetMaxIdleConns(32)
+	}
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Store{db: db, dialect: d}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// sqliteDSN turns a path or file: URI into a modernc DSN with the pragmas every
+// connection needs (pragmas are per connection, so they must live in the DSN).
+func sqliteDSN(dsn string) (string, error) {
+	dsn = strings.TrimPrefix(dsn, "sqlite://")
+	path, query, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	if path == "" || path == ":memory:" {
+		return "", fmt.Errorf("sqlite: a file path is required, got %q", dsn)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("sqlite: create %s: %w", dir, err)
+		}
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: bad options in %q: %w", dsn, err)
+	}
+	for _, p := range []string{"foreign_keys(1)", "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)"} {
+		q.Add("_pragma", p)
+	}
+	// Writers take the lock at BEGIN, so read-then-write transactions never deadlock.
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode(), nil
+}
+
+// Close releases the connection pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	var one int
+	return s.db.GetContext(ctx, &one, "SELECT 1")
+}
+
+//go:embed migrations
+var migrations embed.FS
+
+// migrate applies, in order and each in its own transaction, the embedded migrations the
+// database has not seen. On PostgreSQL an advisory lock keeps replicas that start together
+// from racing.
+func (s *Store) migrate(ctx context.Context) error {
+	dir := "migrations/postgres"
+	if s.dialect == sqliteDialect {
+		dir = "migrations/sqlite"
+	}
+	names, err := fs.Glob(migrations, dir+"/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, name := range names {
+		version := filepath.Base(name)
+		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+			if s.dialect == postgres {
+				if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(727274)"); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.GetContext(ctx, &n, tx.Rebind("SELECT count(*) FROM schema_migrations WHERE version = ?"), version); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			body, err := migrations.ReadFile(name)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, tx.Rebind("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)"),
+				version, formatTime(time.Now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", version, err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return s.translate(err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return s.translate(tx.Commit())
+}
+
+// translate turns driver errors into domain errors; the driver's message stays inside the
+// wrapped error for logs and never reaches a client.
+func (s *Store) translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == "23505" {
+		return fmt.Errorf("%w: %s", ErrConflict, conflictWhat(pqErr.Constraint))
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		switch sqErr.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			what := "api_keys_pkey"
+			if strings.Contains(sqErr.Error(), "lookup_handle") {
+				what = "api_keys_lookup_handle_key"
+			} else if strings.Contains(sqErr.Error(), "subjects.") {
+				what = "subjects_pkey"
+			}
+			return fmt.Errorf("%w: %s", ErrConflict, conflictWhat(what))
+		}
+	}
+	return err
+}
+
+func conflictWhat(constraint string) string {
+	switch constraint {
+	case "api_keys_pkey":
+		return "a key with this id already exists"
+	case "subjects_pkey":
+		return "a subject with this id already exists"
+	default:
+		return "a key with this lookup handle already exists"
+	}
+}
+
+// timeLayout is fixed-width so that SQLite's text timestamps compare in time order.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+// formatTime renders t for either database: PostgreSQL parses it into timestamptz, SQLite
+// stores it as text. Precision is microseconds, PostgreSQL's.
+func formatTime(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(timeLayout) }
+
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return formatTime(*t)
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullBytes(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// dbTime scans a timestamp from either a time.Time (PostgreSQL) or text (SQLite).
+type dbTime struct {
+	T     time.Time
+	Valid bool
+}
+
+func (d *dbTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*d = dbTime{}
+		return nil
+	case time.Time:
+		*d = dbTime{T: x.UTC(), Valid: true}
+		return nil
+	case string:
+		return d.parse(x)
+	case []byte:
+		return d.parse(string(x))
+	default:
+		return fmt.Errorf("dbTime: cannot scan %T", v)
+	}
+}
+
+func (d *dbTime) parse(s string) error {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("dbTime: %w", err)
+	}
+	*d = dbTime{T: t.UTC(), Valid: true}
+	return nil
+}
+
+func (d dbTime) ptr() *time.Time {
+	if !d.Valid {
+		return nil
+	}
+	t := d.T
+	return &t
+}
+
+// dbText scans text or JSON from either driver (lib/pq gives []byte for jsonb).
+type dbText struct {
+	S     string
+	Valid bool
+}
+
+func (d *dbText) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*d = dbText{}
+	case string:
+		*d = dbText{S: x, Valid: true}
+	case []byte:
+		*d = dbText{S: string(x), Valid: true}
+	default:
+		return fmt.Errorf("dbText: cannot scan %T", v)
+	}
+	return nil
+}
