@@ -2659,11 +2659,11 @@ type GetOpenApiSpecResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *string
+	YAML200 *map[string]interface{}
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r GetOpenApiSpecResponse) GetYAML200() *string {
+func (r GetOpenApiSpecResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
 }
 
@@ -3792,7 +3792,7 @@ func ParseGetOpenApiSpecResponse(rsp *http.Response) (*GetOpenApiSpecResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest string
+		var dest map[string]interface{}
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -5944,10 +5944,10 @@ var swaggerSpec = []string{
 	"8EzBYPVmyKB2AYTK8t0NNjY/tNEvVb4OJssn3UhARsrFp6bvNpzqmJcwV5hQRx72ziqyPnPwo3iPnEut",
 	"5F9rOGPre2ZU4nYTSqlervlahqnh/k6jYep8sSHXYoedrPn50dRu2f8ns1h/KSTjKuYd+jZHZc2EjmZG",
 	"XJT5SGcaPs9E2kLCP+8Ndn9xv39Fr+quvd4jtangoTZSVEKWtmtVqV73w1U9cTxFhrIK4YrFSO/KrNcV",
-	"w7XnJIkfivBPU2RHKb1IMdxs7XnHD2Tum5ZpxjvrFRWcD6/0slrs6QOR1VcEzXSwltHYVfpQ9dB+GDt6",
-	"//Gf25+/yembsUFxVxFrFWt3LZNSvLTwoU3U/VMtL/adZcULBx2w3X5o2/JLXY8yRReFkn61HcyHuEey",
-	"3FR/kEN1ckiVWwNDnFAd0SwhzvyQvwumqFqceLUk1vWq/A9XGni6RRQlw4VvWPh3SwWYte8qor64Wvx/",
-	"AAAA//8=",
+	"w7XnJIkfivBPU2RHKb1IMdxs7XnH1UKepTfPmb7PerDbDoqKzcol5KL+tnE/8sZlw4e25LJaFeoDkdV3",
+	"Cc10VJfR2JUEUfXQxhmDe7+cnNufv4mYmLFBcVc6azVwdy3bU7zd8KFN1P1TLVj25WbFmwkdAt5+aNvy",
+	"21+PUkoXhTZ/tR3Mh7hHstxUf7BIdRZJlVsDQ5xQHfosQdP8kL8LSqlaxXi1JNb18v0PVxqhukUUtcWF",
+	"E1n4d0uVmrXvKqK+uFr8fwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -111,28 +111,29 @@ func validationFields(err error) []gen.FieldError {
 	var out []gen.FieldError
 	var walk func(error)
 	walk = func(err error) {
-		var me openapi3.MultiError
-		var re *openapi3filter.RequestError
-		switch {
-		case errors.As(err, &me):
-			for _, e := range me {
-				walk(e)
+		// A type switch, not errors.As: a RequestError unwraps to its inner MultiError,
+		// and the request error's parameter is what names the field.
+		switch e := err.(type) {
+		case openapi3.MultiError:
+			for _, inner := range e {
+				walk(inner)
 			}
-		case errors.As(err, &re):
+		case *openapi3filter.RequestError:
 			in, field := gen.FieldErrorIn("body"), ""
-			if re.Parameter != nil {
-				in, field = gen.FieldErrorIn(re.Parameter.In), re.Parameter.Name
+			if e.Parameter != nil {
+				in, field = gen.FieldErrorIn(e.Parameter.In), e.Parameter.Name
 			}
-			var inner openapi3.MultiError
-			if errors.As(re.Err, &inner) {
-				for _, e := range inner {
-					out = append(out, schemaField(in, field, e, re.Reason))
+			if inner, ok := e.Err.(openapi3.MultiError); ok {
+				for _, ie := range inner {
+					out = append(out, schemaField(in, field, ie, e.Reason))
 				}
 				return
 			}
-			out = append(out, schemaField(in, field, re.Err, re.Reason))
+			out = append(out, schemaField(in, field, e.Err, e.Reason))
+		case *openapi3.SchemaError:
+			out = append(out, schemaField("body", "", e, ""))
 		default:
-			out = append(out, fieldError("body", "", firstLine(err.Error())))
+			out = append(out, fieldError("body", "/", firstLine(err.Error())))
 		}
 	}
 	walk(err)
