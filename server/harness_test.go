@@ -97,8 +97,18 @@ func newEnv(t *testing.T, engine string, hash keys.Params) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, engine: engine, store: st, clock: &clock{}, logs: &syncBuffer{}}
+	t.Cleanup(func() { st.Close() })
+	e := newServerWith(t, st, hash)
+	e.engine, e.store = engine, st
+	return e
+}
+
+// newServerWith starts a server on st, which tests may wrap to inject failures.
+func newServerWith(t *testing.T, st server.Store, hash keys.Params) *env {
+	t.Helper()
+	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}}
 	e.clock.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	var err error
 	e.srv, err = server.New(server.Config{
 		Store: st, AdminToken: adminToken, Hash: hash, Spec: apikeys.OpenAPI, Now: e.clock.Now,
 		Logger:             slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -111,7 +121,6 @@ func newEnv(t *testing.T, engine string, hash keys.Params) *env {
 	t.Cleanup(func() {
 		e.http.Close()
 		e.srv.Close(context.Background())
-		st.Close()
 	})
 	return e
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -70,6 +71,7 @@ type Server struct {
 	log        *slog.Logger
 	usage      *usageRecorder
 	scopes     map[string]string // "METHOD /echo/path" -> required scope
+	operations map[string]bool   // "METHOD /echo/path" of every operation in the spec
 	echo       *echo.Echo
 }
 
@@ -123,10 +125,12 @@ func New(cfg Config) (*Server, error) {
 		now:        func() time.Time { return cfg.Now().UTC().Truncate(time.Microsecond) },
 		log:        cfg.Logger,
 		scopes:     map[string]string{},
+		operations: map[string]bool{},
 	}
 	for path, item := range spec.Paths.Map() {
 		echoPath := strings.NewReplacer("{", ":", "}", "").Replace(path)
 		for method, op := range item.Operations() {
+			s.operations[method+" "+echoPath] = true
 			if op.Security != nil && len(*op.Security) == 0 {
 				continue // public: health, readiness, the spec
 			}
@@ -150,9 +154,12 @@ func New(cfg Config) (*Server, error) {
 	}}))
 	e.Use(s.logRequests)
 	e.Use(echomw.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)))
+	e.Use(rejectBadQuery)
 	e.Use(s.authenticate)
 	e.Use(oapimw.OapiRequestValidatorWithOptions(spec, &oapimw.Options{
 		SilenceServersWarning: true,
+		// Requests that match no operation are Echo's to answer (404, 405).
+		Skipper: func(c echo.Context) bool { return !s.operations[c.Request().Method+" "+c.Path()] },
 		Options: openapi3filter.Options{
 			// Authentication happened already, in s.authenticate.
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
@@ -172,6 +179,17 @@ func (s *Server) Flush(ctx context.Context) error { return s.usage.flush(ctx) }
 
 // Close stops the usage recorder after writing what it holds.
 func (s *Server) Close(ctx context.Context) error { return s.usage.close(ctx) }
+
+// rejectBadQuery answers 400 to a query string Go cannot parse: net/url drops the broken
+// pairs silently, and a dropped filter or cursor would widen the result without a word.
+func rejectBadQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+			return badRequest("the query string is not valid URL encoding", fieldError(gen.Query, "", "not valid URL encoding"))
+		}
+		return next(c)
+	}
+}
 
 // logRequests logs one line per request: method, route, status and duration. Headers,
 // query strings and bodies are never logged, so a secret cannot reach the log.
