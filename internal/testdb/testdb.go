@@ -136,6 +136,10 @@ func unavailableReason() string {
 	return "  - " + strings.Join(pgReasons, "\n  - ")
 }
 
+// noticeEnv names a file that receives the reason PostgreSQL was unavailable, so that
+// a wrapper such as `make test` can report the SQLite-only run after go test ends.
+const noticeEnv = "APIKEYS_TEST_NOTICE_FILE"
+
 // Engines returns the engines a test should run against: always SQLite, and
 // Postgres as well when a PostgreSQL server is available. When PostgreSQL is
 // unavailable and the CI environment variable is non-empty, Engines fails the
@@ -157,6 +161,13 @@ func Engines(t testing.TB) []string {
 			" or install PostgreSQL (initdb/pg_ctl) !!!"
 		bar := strings.Repeat("!", len([]rune(msg)))
 		fmt.Fprintf(os.Stderr, "\n%s\n%s\n%s\n%s\n%s\n\n", bar, msg, bar, reason, bar)
+		// go test hides a passing package's stderr; the Makefile names a file to
+		// collect the reason in and prints it after the run.
+		if path := os.Getenv(noticeEnv); path != "" {
+			if err := os.WriteFile(path, []byte(reason+"\n"), 0o644); err != nil {
+				fmt.Fprintf(os.Stderr, "testdb: write %s: %v\n", path, err)
+			}
+		}
 	})
 	t.Logf("testdb: PostgreSQL not available, running SQLite only:\n%s", reason)
 	return []string{SQLite}

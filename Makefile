@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO     ?= go
+NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
+
+.PHONY: run build test generate check-generate lint bench
+
+## run: serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
+run:
+	$(GO) run ./cmd/apikeys serve
+
+## build: build the binary into ./bin
+build:
+	$(GO) build -o bin/apikeys ./cmd/apikeys
+
+## test: the whole suite, on SQLite and PostgreSQL (see README: Testing)
+test:
+	@rm -f $(NOTICE)
+	@APIKEYS_TEST_NOTICE_FILE=$(NOTICE) $(GO) test -count=1 -race ./...; status=$$?; \
+	if [ -s $(NOTICE) ]; then \
+	  echo; echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+	  echo '!!! PostgreSQL was not available: ONLY THE SQLITE HALF OF THE SUITE RAN.       !!!'; \
+	  echo '!!! Set APIKEYS_TEST_DATABASE_URL, run PostgreSQL on 127.0.0.1:5432, or install !!!'; \
+	  echo '!!! its server binaries (initdb, pg_ctl) for a throwaway cluster.               !!!'; \
+	  echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+	  cat $(NOTICE); rm -f $(NOTICE); \
+	fi; exit $$status
+
+## generate: regenerate gen/ from openapi.yaml
+generate:
+	$(GO) generate ./...
+
+## check-generate: fail if gen/ is not what openapi.yaml generates
+check-generate: generate
+	git diff --exit-code -- gen/ go.mod go.sum
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## bench: benchmarks (figures are ratios against a baseline measured in the same run)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
