@@ -121,11 +121,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	switch {
 	case len(args) == 0 || args[0] == "serve":
+	case args[0] == "healthcheck":
+		return healthcheck(ctx, getenv)
 	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
-		fmt.Fprintln(stdout, "usage: apikeys [serve]\n\nConfiguration is read from APIKEYS_* environment variables; see README.md.")
+		fmt.Fprintln(stdout, "usage: apikeys [serve | healthcheck]\n\n"+
+			"serve        run the service (the default)\n"+
+			"healthcheck  exit 0 when the service on APIKEYS_ADDR is ready (for container health checks)\n\n"+
+			"Configuration is read from APIKEYS_* environment variables; see README.md.")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want: serve)", args[0])
+		return fmt.Errorf("unknown command %q (want: serve or healthcheck)", args[0])
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -183,6 +188,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cerr
 	}
 	return err
+}
+
+// healthcheck asks the local service's /readyz, for images that have no curl.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("APIKEYS_ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("APIKEYS_ADDR: %w", err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready: %s", res.Status)
+	}
+	return nil
 }
 
 // dbKind names the database without its credentials, for the log.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -64,7 +65,9 @@ func start(t *testing.T, env map[string]string) *started {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &started{url: "http://" + addr, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, s.stdout, s.stderr) }()
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, s.stdout, s.stderr)
+	}()
 	var once sync.Once
 	var result error
 	s.stop = func() error {
@@ -151,8 +154,17 @@ func TestReadmeOnTheDefaults(t *testing.T) {
 		t.Errorf("the admin token was printed %d times", strings.Count(s.stderr.String(), token))
 	}
 	runWalkthrough(t, script, s.url, token)
+	probe := func(k string) string {
+		return map[string]string{"APIKEYS_ADDR": strings.TrimPrefix(s.url, "http://")}[k]
+	}
+	if err := run(context.Background(), []string{"healthcheck"}, probe, io.Discard, io.Discard); err != nil {
+		t.Errorf("healthcheck of a running service: %v", err)
+	}
 	if err := s.stop(); err != nil {
 		t.Errorf("graceful shutdown: %v", err)
+	}
+	if err := run(context.Background(), []string{"healthcheck"}, probe, io.Discard, io.Discard); err == nil {
+		t.Error("healthcheck succeeded with the service stopped")
 	}
 	if _, err := os.Stat(filepath.Join("data", "apikeys.db")); err != nil {
 		t.Errorf("the default SQLite database is not under ./data: %v", err)
