@@ -57,7 +57,7 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // env is one server on a fresh database.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	engine string
 	srv    *server.Server
 	http   *httptest.Server
@@ -91,7 +91,7 @@ func eachEngine(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-func newEnv(t *testing.T, engine string, hash keys.Params) *env {
+func newEnv(t testing.TB, engine string, hash keys.Params) *env {
 	t.Helper()
 	st, err := store.Open(context.Background(), testdb.New(t, engine).URL)
 	if err != nil {
@@ -104,7 +104,7 @@ func newEnv(t *testing.T, engine string, hash keys.Params) *env {
 }
 
 // newServerWith starts a server on st, which tests may wrap to inject failures.
-func newServerWith(t *testing.T, st server.Store, hash keys.Params) *env {
+func newServerWith(t testing.TB, st server.Store, hash keys.Params) *env {
 	t.Helper()
 	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}}
 	e.clock.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
@@ -132,7 +132,7 @@ type resp struct {
 	Body   []byte
 }
 
-func (r *resp) JSON(t *testing.T, v any) {
+func (r *resp) JSON(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.Body, err)
@@ -140,7 +140,7 @@ func (r *resp) JSON(t *testing.T, v any) {
 }
 
 // obj decodes the body as a JSON object.
-func (r *resp) obj(t *testing.T) map[string]any {
+func (r *resp) obj(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	r.JSON(t, &m)
@@ -204,7 +204,7 @@ func (e *env) send(req *http.Request) *resp {
 	return r
 }
 
-func validateResponse(t *testing.T, req *http.Request, reqBody []byte, r *resp) {
+func validateResponse(t testing.TB, req *http.Request, reqBody []byte, r *resp) {
 	t.Helper()
 	if err := checkResponse(req, reqBody, r); err != nil {
 		t.Errorf("%s %s: %v\nbody: %s", req.Method, req.URL.Path, err, r.Body)
@@ -268,4 +268,10 @@ func (e *env) count() int {
 	var list []map[string]any
 	r.JSON(e.t, &list)
 	return len(list)
+}
+
+// newFuzzEnv is one SQLite-backed server for the whole of a fuzz target.
+func newFuzzEnv(f *testing.F) *env {
+	f.Helper()
+	return newEnv(f, testdb.SQLite, fastHash)
 }
