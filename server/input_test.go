@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/store"
 )
 
@@ -180,4 +181,31 @@ func TestReadinessAndSpec(t *testing.T) {
 	if r.Status != 503 || strings.Contains(string(r.Body), "refused") {
 		t.Errorf("readyz with the database down: %d %s", r.Status, r.Body)
 	}
+}
+
+// TestHashParametersCanChange issues a key under cheap argon2id parameters, restarts the
+// service on the production defaults, and checks that the old key still verifies (its
+// PHC string carries its parameters) while new keys get the new ones.
+func TestHashParametersCanChange(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e *env) {
+		old := e.create(map[string]any{"name": "old"})
+		restarted := newServerWith(t, e.store, keys.DefaultParams())
+		restarted.clock.Set(e.clock.Now())
+		if v := restarted.verify(map[string]any{"key": old["secretKey"]}); v["code"] != "VALID" {
+			t.Errorf("a key hashed under the old parameters: %v", v)
+		}
+		fresh := restarted.create(map[string]any{"name": "new"})
+		if v := restarted.verify(map[string]any{"key": fresh["secretKey"]}); v["code"] != "VALID" {
+			t.Errorf("a key hashed under the defaults: %v", v)
+		}
+		for id, want := range map[string]string{old["id"].(string): "m=64,t=1,p=1", fresh["id"].(string): "m=19456,t=2,p=1"} {
+			k, err := e.store.GetKey(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(k.Hash, "$argon2id$v=19$"+want+"$") || strings.Contains(k.Hash, "qs_live_") {
+				t.Errorf("stored hash %q, want parameters %s", k.Hash, want)
+			}
+		}
+	})
 }

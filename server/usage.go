@@ -37,7 +37,7 @@ func newUsageRecorder(st interface {
 
 func (u *usageRecorder) record(keyID string, at time.Time, ip string) {
 	u.mu.Lock()
-	if prev, ok := u.pending[keyID]; !ok || at.After(prev.At) || at.Equal(prev.At) {
+	if prev, ok := u.pending[keyID]; !ok || !at.Before(prev.At) {
 		u.pending[keyID] = store.Usage{KeyID: keyID, At: at, IP: ip}
 	}
 	u.mu.Unlock()
