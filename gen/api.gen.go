@@ -190,18 +190,23 @@ func (e VerifyCode) Valid() bool {
 
 // ApiKey An API key. `updatedAt` and `scopes` are always present in this server's responses.
 type ApiKey struct {
+	// CreatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	CreatedAt Timestamp `json:"createdAt"`
 
 	// CreatedBySubjectId `subject_` followed by a UUIDv7 for subjects this service creates; other systems' subject ids may appear as creators.
 	//
 	// Example: subject_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c
-	CreatedBySubjectId SubjectId    `json:"createdBySubjectId"`
-	Description        *Description `json:"description,omitempty"`
+	CreatedBySubjectId SubjectId `json:"createdBySubjectId"`
+
+	// Description Free text; line breaks and tabs are allowed, NUL is not.
+	Description *Description `json:"description,omitempty"`
 
 	// EnvironmentId Example: environment_prod
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
-	ExpiresAt     *Timestamp     `json:"expiresAt,omitempty"`
-	HashAlgo      ApiKeyHashAlgo `json:"hashAlgo"`
+
+	// ExpiresAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
+	ExpiresAt *Timestamp     `json:"expiresAt,omitempty"`
+	HashAlgo  ApiKeyHashAlgo `json:"hashAlgo"`
 
 	// Id `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
 	//
@@ -211,12 +216,17 @@ type ApiKey struct {
 	// IntendedUse Example: ci-cd
 	IntendedUse *IntendedUse `json:"intendedUse,omitempty"`
 	LastFour    string       `json:"lastFour"`
-	LastUsedAt  *Timestamp   `json:"lastUsedAt,omitempty"`
-	LastUsedIp  *string      `json:"lastUsedIp,omitempty"`
+
+	// LastUsedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
+	LastUsedAt *Timestamp `json:"lastUsedAt,omitempty"`
+	LastUsedIp *string    `json:"lastUsedIp,omitempty"`
 
 	// Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
+	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
-	Name     Name      `json:"name"`
+
+	// Name Printable text with at least one non-space character.
+	Name Name `json:"name"`
 
 	// Prefix The first characters of the secret (the token prefix and 4 more), for recognising a key.
 	Prefix string `json:"prefix"`
@@ -224,8 +234,10 @@ type ApiKey struct {
 	// ReplacedById `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
-	ReplacedById *ApiKeyId  `json:"replacedById,omitempty"`
-	RevokedAt    *Timestamp `json:"revokedAt,omitempty"`
+	ReplacedById *ApiKeyId `json:"replacedById,omitempty"`
+
+	// RevokedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
+	RevokedAt *Timestamp `json:"revokedAt,omitempty"`
 
 	// RevokedBySubjectId `subject_` followed by a UUIDv7 for subjects this service creates; other systems' subject ids may appear as creators.
 	//
@@ -248,7 +260,9 @@ type ApiKey struct {
 	SubjectId SubjectId `json:"subjectId"`
 
 	// TenantId Example: tenant_acme
-	TenantId  *TenantId  `json:"tenantId,omitempty"`
+	TenantId *TenantId `json:"tenantId,omitempty"`
+
+	// UpdatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	UpdatedAt *Timestamp `json:"updatedAt,omitempty"`
 }
 
@@ -270,11 +284,14 @@ type BatchCreateApiKeysRequest struct {
 
 // CreateApiKeyRequest defines model for CreateApiKeyRequest.
 type CreateApiKeyRequest struct {
+	// Description Free text; line breaks and tabs are allowed, NUL is not.
 	Description *Description `json:"description,omitempty"`
 
 	// EnvironmentId Example: environment_prod
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
-	ExpiresAt     *Timestamp     `json:"expiresAt,omitempty"`
+
+	// ExpiresAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
+	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
 
 	// Id `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
 	//
@@ -285,9 +302,12 @@ type CreateApiKeyRequest struct {
 	IntendedUse *IntendedUse `json:"intendedUse,omitempty"`
 
 	// Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
+	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
-	Name     Name      `json:"name"`
-	Scopes   *Scopes   `json:"scopes,omitempty"`
+
+	// Name Printable text with at least one non-space character.
+	Name   Name    `json:"name"`
+	Scopes *Scopes `json:"scopes,omitempty"`
 
 	// TenantId Example: tenant_acme
 	TenantId *TenantId `json:"tenantId,omitempty"`
@@ -295,18 +315,23 @@ type CreateApiKeyRequest struct {
 
 // CreatedApiKey A key as returned by the request that created it, the only response that carries `secretKey`.
 type CreatedApiKey struct {
+	// CreatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	CreatedAt Timestamp `json:"createdAt"`
 
 	// CreatedBySubjectId `subject_` followed by a UUIDv7 for subjects this service creates; other systems' subject ids may appear as creators.
 	//
 	// Example: subject_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c
-	CreatedBySubjectId SubjectId    `json:"createdBySubjectId"`
-	Description        *Description `json:"description,omitempty"`
+	CreatedBySubjectId SubjectId `json:"createdBySubjectId"`
+
+	// Description Free text; line breaks and tabs are allowed, NUL is not.
+	Description *Description `json:"description,omitempty"`
 
 	// EnvironmentId Example: environment_prod
-	EnvironmentId *EnvironmentId        `json:"environmentId,omitempty"`
-	ExpiresAt     *Timestamp            `json:"expiresAt,omitempty"`
-	HashAlgo      CreatedApiKeyHashAlgo `json:"hashAlgo"`
+	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
+
+	// ExpiresAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
+	ExpiresAt *Timestamp            `json:"expiresAt,omitempty"`
+	HashAlgo  CreatedApiKeyHashAlgo `json:"hashAlgo"`
 
 	// Id `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
 	//
@@ -318,9 +343,12 @@ type CreatedApiKey struct {
 	LastFour    string       `json:"lastFour"`
 
 	// Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
+	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
-	Name     Name      `json:"name"`
-	Prefix   string    `json:"prefix"`
+
+	// Name Printable text with at least one non-space character.
+	Name   Name   `json:"name"`
+	Prefix string `json:"prefix"`
 
 	// RotatedFromId `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
 	//
@@ -340,14 +368,16 @@ type CreatedApiKey struct {
 	SubjectId SubjectId `json:"subjectId"`
 
 	// TenantId Example: tenant_acme
-	TenantId  *TenantId  `json:"tenantId,omitempty"`
+	TenantId *TenantId `json:"tenantId,omitempty"`
+
+	// UpdatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	UpdatedAt *Timestamp `json:"updatedAt,omitempty"`
 }
 
 // CreatedApiKeyHashAlgo defines model for CreatedApiKey.HashAlgo.
 type CreatedApiKeyHashAlgo string
 
-// Description defines model for Description.
+// Description Free text; line breaks and tabs are allowed, NUL is not.
 type Description = string
 
 // EnvironmentId Example: environment_prod
@@ -377,9 +407,10 @@ type HealthStatus string
 type IntendedUse = string
 
 // Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
-type Metadata map[string]interface{}
+// It is kept as sent (compacted), key order and numbers included.
+type Metadata = json.RawMessage
 
-// Name defines model for Name.
+// Name Printable text with at least one non-space character.
 type Name = string
 
 // Problem RFC 9457 problem details.
@@ -401,11 +432,14 @@ type RevokeApiKeyRequest struct {
 
 // RotateApiKeyRequest defines model for RotateApiKeyRequest.
 type RotateApiKeyRequest struct {
+	// ExpiresAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
 
 	// GracePeriodSeconds How long the old key keeps working (at most 30 days). 0 or absent revokes it at once.
-	GracePeriodSeconds *int  `json:"gracePeriodSeconds,omitempty"`
-	Name               *Name `json:"name,omitempty"`
+	GracePeriodSeconds *int `json:"gracePeriodSeconds,omitempty"`
+
+	// Name Printable text with at least one non-space character.
+	Name *Name `json:"name,omitempty"`
 }
 
 // Scope defines model for Scope.
@@ -416,6 +450,7 @@ type Scopes = []Scope
 
 // Subject defines model for Subject.
 type Subject struct {
+	// CreatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	CreatedAt Timestamp `json:"createdAt"`
 
 	// EnvironmentId Example: environment_prod
@@ -442,7 +477,7 @@ type SubjectId = string
 // TenantId Example: tenant_acme
 type TenantId = string
 
-// Timestamp defines model for Timestamp.
+// Timestamp RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 type Timestamp = time.Time
 
 // UpdateApiKeyRequest defines model for UpdateApiKeyRequest.
@@ -452,9 +487,11 @@ type UpdateApiKeyRequest struct {
 	IntendedUse nullable.Nullable[string]    `json:"intendedUse,omitempty"`
 
 	// Metadata Replaces the whole object; null removes it.
-	Metadata nullable.Nullable[map[string]interface{}] `json:"metadata,omitempty"`
-	Name     *Name                                     `json:"name,omitempty"`
-	Scopes   *Scopes                                   `json:"scopes,omitempty"`
+	Metadata nullable.Nullable[json.RawMessage] `json:"metadata,omitempty"`
+
+	// Name Printable text with at least one non-space character.
+	Name   *Name   `json:"name,omitempty"`
+	Scopes *Scopes `json:"scopes,omitempty"`
 }
 
 // VerifyApiKeyRequest defines model for VerifyApiKeyRequest.
@@ -482,7 +519,9 @@ type VerifyResult struct {
 
 	// EnvironmentId Example: environment_prod
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
-	ExpiresAt     *Timestamp     `json:"expiresAt,omitempty"`
+
+	// ExpiresAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
+	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
 
 	// KeyId `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
 	//
@@ -490,6 +529,7 @@ type VerifyResult struct {
 	KeyId *ApiKeyId `json:"keyId,omitempty"`
 
 	// Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
+	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
 	Scopes   *Scopes   `json:"scopes,omitempty"`
 
@@ -1911,6 +1951,11 @@ type ListApiKeysResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// ListApiKeysResponse503Headers the declared response headers of an HTTP 503 response for ListApiKeys
+type ListApiKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListApiKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -1924,10 +1969,14 @@ type ListApiKeysResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ListApiKeysResponse200Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *ListApiKeysResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListApiKeysResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -1953,6 +2002,11 @@ func (r ListApiKeysResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r ListApiKeysResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListApiKeysResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -1989,6 +2043,11 @@ type CreateApiKeyResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// CreateApiKeyResponse503Headers the declared response headers of an HTTP 503 response for CreateApiKey
+type CreateApiKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateApiKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2006,8 +2065,12 @@ type CreateApiKeyResponse struct {
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateApiKeyResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateApiKeyResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -2045,6 +2108,11 @@ func (r CreateApiKeyResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateApiKeyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r CreateApiKeyResponse) GetBody() []byte {
 	return r.Body
@@ -2079,6 +2147,11 @@ type BatchCreateApiKeysResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// BatchCreateApiKeysResponse503Headers the declared response headers of an HTTP 503 response for BatchCreateApiKeys
+type BatchCreateApiKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
 type BatchCreateApiKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2096,8 +2169,12 @@ type BatchCreateApiKeysResponse struct {
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *BatchCreateApiKeysResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *BatchCreateApiKeysResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -2135,6 +2212,11 @@ func (r BatchCreateApiKeysResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r BatchCreateApiKeysResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r BatchCreateApiKeysResponse) GetBody() []byte {
 	return r.Body
@@ -2169,6 +2251,11 @@ type VerifyApiKeyResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// VerifyApiKeyResponse503Headers the declared response headers of an HTTP 503 response for VerifyApiKey
+type VerifyApiKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type VerifyApiKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2184,8 +2271,12 @@ type VerifyApiKeyResponse struct {
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *VerifyApiKeyResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *VerifyApiKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2216,6 +2307,11 @@ func (r VerifyApiKeyResponse) GetApplicationproblemJSON413() *TooLarge {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r VerifyApiKeyResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r VerifyApiKeyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -2252,6 +2348,11 @@ type GetApiKeyResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// GetApiKeyResponse503Headers the declared response headers of an HTTP 503 response for GetApiKey
+type GetApiKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetApiKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2267,8 +2368,12 @@ type GetApiKeyResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetApiKeyResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetApiKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2299,6 +2404,11 @@ func (r GetApiKeyResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetApiKeyResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetApiKeyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -2335,6 +2445,11 @@ type UpdateApiKeyResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// UpdateApiKeyResponse503Headers the declared response headers of an HTTP 503 response for UpdateApiKey
+type UpdateApiKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateApiKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2354,8 +2469,12 @@ type UpdateApiKeyResponse struct {
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateApiKeyResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateApiKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2398,6 +2517,11 @@ func (r UpdateApiKeyResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UpdateApiKeyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r UpdateApiKeyResponse) GetBody() []byte {
 	return r.Body
@@ -2432,6 +2556,11 @@ type RevokeApiKeyResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// RevokeApiKeyResponse503Headers the declared response headers of an HTTP 503 response for RevokeApiKey
+type RevokeApiKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type RevokeApiKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2449,8 +2578,12 @@ type RevokeApiKeyResponse struct {
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RevokeApiKeyResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RevokeApiKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2488,6 +2621,11 @@ func (r RevokeApiKeyResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
 }
 
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RevokeApiKeyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
 // GetBody returns the raw response body bytes
 func (r RevokeApiKeyResponse) GetBody() []byte {
 	return r.Body
@@ -2522,6 +2660,11 @@ type RotateApiKeyResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// RotateApiKeyResponse503Headers the declared response headers of an HTTP 503 response for RotateApiKey
+type RotateApiKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type RotateApiKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2541,8 +2684,12 @@ type RotateApiKeyResponse struct {
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *RotateApiKeyResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RotateApiKeyResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -2583,6 +2730,11 @@ func (r RotateApiKeyResponse) GetApplicationproblemJSON413() *TooLarge {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r RotateApiKeyResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateApiKeyResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -2696,6 +2848,11 @@ func (r GetOpenApiSpecResponse) ContentType() string {
 	return ""
 }
 
+// ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
+type ReadyzResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2703,6 +2860,8 @@ type ReadyzResponse struct {
 	JSON200 *Health
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ReadyzResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2749,6 +2908,11 @@ type GetSubjectResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// GetSubjectResponse503Headers the declared response headers of an HTTP 503 response for GetSubject
+type GetSubjectResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetSubjectResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2764,8 +2928,12 @@ type GetSubjectResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetSubjectResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetSubjectResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -2796,6 +2964,11 @@ func (r GetSubjectResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
 func (r GetSubjectResponse) GetApplicationproblemJSON500() *Internal {
 	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetSubjectResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -3156,6 +3329,13 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3179,6 +3359,16 @@ func ParseListApiKeysResponse(rsp *http.Response) (*ListApiKeysResponse, error) 
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListApiKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3247,6 +3437,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3260,6 +3457,16 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateApiKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3328,6 +3535,13 @@ func ParseBatchCreateApiKeysResponse(rsp *http.Response) (*BatchCreateApiKeysRes
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3341,6 +3555,16 @@ func ParseBatchCreateApiKeysResponse(rsp *http.Response) (*BatchCreateApiKeysRes
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers BatchCreateApiKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3402,6 +3626,13 @@ func ParseVerifyApiKeyResponse(rsp *http.Response) (*VerifyApiKeyResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3415,6 +3646,16 @@ func ParseVerifyApiKeyResponse(rsp *http.Response) (*VerifyApiKeyResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers VerifyApiKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3476,6 +3717,13 @@ func ParseGetApiKeyResponse(rsp *http.Response) (*GetApiKeyResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3489,6 +3737,16 @@ func ParseGetApiKeyResponse(rsp *http.Response) (*GetApiKeyResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetApiKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3564,6 +3822,13 @@ func ParseUpdateApiKeyResponse(rsp *http.Response) (*UpdateApiKeyResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3577,6 +3842,16 @@ func ParseUpdateApiKeyResponse(rsp *http.Response) (*UpdateApiKeyResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers UpdateApiKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3645,6 +3920,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3658,6 +3940,16 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers RevokeApiKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3733,6 +4025,13 @@ func ParseRotateApiKeyResponse(rsp *http.Response) (*RotateApiKeyResponse, error
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3746,6 +4045,16 @@ func ParseRotateApiKeyResponse(rsp *http.Response) (*RotateApiKeyResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers RotateApiKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -3833,6 +4142,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ReadyzResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -3892,6 +4214,13 @@ func ParseGetSubjectResponse(rsp *http.Response) (*GetSubjectResponse, error) {
 		}
 		response.ApplicationproblemJSON500 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
 	}
 
 	switch {
@@ -3905,6 +4234,16 @@ func ParseGetSubjectResponse(rsp *http.Response) (*GetSubjectResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetSubjectResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -4239,7 +4578,14 @@ type UnauthorizedApplicationProblemPlusJSONResponse struct {
 	Headers UnauthorizedResponseHeaders
 }
 
-type UnavailableApplicationProblemPlusJSONResponse Problem
+type UnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type UnavailableApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers UnavailableResponseHeaders
+}
 
 type ListApiKeysRequestObject struct {
 	Params ListApiKeysParams
@@ -4336,6 +4682,25 @@ func (response ListApiKeys500ApplicationProblemPlusJSONResponse) VisitListApiKey
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListApiKeys503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListApiKeys503ApplicationProblemPlusJSONResponse) VisitListApiKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4461,6 +4826,25 @@ func (response CreateApiKey500ApplicationProblemPlusJSONResponse) VisitCreateApi
 	return err
 }
 
+type CreateApiKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateApiKey503ApplicationProblemPlusJSONResponse) VisitCreateApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type BatchCreateApiKeysRequestObject struct {
 	Body *BatchCreateApiKeysJSONRequestBody
 }
@@ -4582,6 +4966,25 @@ func (response BatchCreateApiKeys500ApplicationProblemPlusJSONResponse) VisitBat
 	return err
 }
 
+type BatchCreateApiKeys503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response BatchCreateApiKeys503ApplicationProblemPlusJSONResponse) VisitBatchCreateApiKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type VerifyApiKeyRequestObject struct {
 	Body *VerifyApiKeyJSONRequestBody
 }
@@ -4687,6 +5090,25 @@ func (response VerifyApiKey500ApplicationProblemPlusJSONResponse) VisitVerifyApi
 	return err
 }
 
+type VerifyApiKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response VerifyApiKey503ApplicationProblemPlusJSONResponse) VisitVerifyApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetApiKeyRequestObject struct {
 	Id ApiKeyId `json:"id"`
 }
@@ -4788,6 +5210,25 @@ func (response GetApiKey500ApplicationProblemPlusJSONResponse) VisitGetApiKeyRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetApiKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetApiKey503ApplicationProblemPlusJSONResponse) VisitGetApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4930,6 +5371,25 @@ func (response UpdateApiKey500ApplicationProblemPlusJSONResponse) VisitUpdateApi
 	return err
 }
 
+type UpdateApiKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateApiKey503ApplicationProblemPlusJSONResponse) VisitUpdateApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RevokeApiKeyRequestObject struct {
 	Id   ApiKeyId `json:"id"`
 	Body *RevokeApiKeyJSONRequestBody
@@ -5048,6 +5508,25 @@ func (response RevokeApiKey500ApplicationProblemPlusJSONResponse) VisitRevokeApi
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeApiKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RevokeApiKey503ApplicationProblemPlusJSONResponse) VisitRevokeApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5190,6 +5669,25 @@ func (response RotateApiKey500ApplicationProblemPlusJSONResponse) VisitRotateApi
 	return err
 }
 
+type RotateApiKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RotateApiKey503ApplicationProblemPlusJSONResponse) VisitRotateApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type HealthzRequestObject struct {
 }
 
@@ -5266,10 +5764,13 @@ type Readyz503ApplicationProblemPlusJSONResponse struct {
 func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -5376,6 +5877,25 @@ func (response GetSubject500ApplicationProblemPlusJSONResponse) VisitGetSubjectR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSubject503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetSubject503ApplicationProblemPlusJSONResponse) VisitGetSubjectResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5869,85 +6389,90 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7FzpcttIkn6VDOxEWNoBaVCH26JifshueZrbtqSQ5O7dMTViEUiS1QKq4KoCKbaC775RBy4SkkgfsqfD",
-	"f2yKRN15fPllFu68kCcpZ8iU9Lp3nkCZcibR/PGKROf4MUOp9F8hZwqZ+UjSNKYhUZSz56ngwxiTv/8h",
-	"OdO/yXCCCdGf/iZw5HW9/3peDvHc/iqfn9lW3mKx8L0IZShoqrvzut7lBEHYYYFKSEg84iLBCLiAEaGx",
-	"hCmJaWRGPwTG1YSyMcyIhHBC2BijtrfwvdecjWIafrOZh258CTOqJqDMT5JnIsRnEqQiCmFLkRtkQCMf",
-	"BE75DUZwg3Nf/wMkFkiiOQiuH422zaLecDGkUYTsqVcVkjhGoY/jhvEZg2GmICFzvfsQcVATKs0Ee0yh",
-	"YCR+yvkdMcgY3qYYKoyMhGQCD82OR6gIjYHhVE+ehXEWoQTqJmmnfMLVG56x6CmnfMJBZuGkkAhfy7be",
-	"yymVdBgjKG7mb7fdTPOS87dEjPFbyfOQR3N9/rGehAA1IcxMUaLQm0vCEFNld/Q9I5macEH/xCfd1XdU",
-	"SsrGfmkyfMiYEdhSwbgAvE2pwAiGSIReCr9B1vZ8b4IkQmEs3++//946ytQEmdLTxfr81DxFr+tJJSgb",
-	"65nYRU8JjckwfvIjiogiQyIRIo7SiBFhcmbkZuG7IcyqjlL6K87NnKKI6h5IfCZ4ikJRbfFHJJbYoF5H",
-	"Zz1tk9owyNJIW6MjNQDCIhjIkKcoB0AEAolnZC4hFSiRKaDMmAUnIM8kFK5F73VaGfbOCwXabh/biUua",
-	"oFQkSbWcuVav5hfZ8A8MVS96rHn54PJGPtzu58qjC99DNqWCswTZGmMe1x7WrY34yQ0XOyFychSPuW6E",
-	"LEu87gePiDFnOzTyrvxlmfQ9+ujMrDjYSWmbyCKM3kt8rFmv8ujC92IitQEVullKlDatXtf794ej1r9I",
-	"68+gdXB1t7f4m9cwQ93yvdz42PNmvVQ3S8jtW2RjNfG6e/sNgySoiFaQx4Z4lz+38D1Gkkd34UQ/s9CC",
-	"jCN6q59eVcwRFRoJTIggoUIhgY+czQwFKtjSn431AduL0ak9SLjAbR9GXIDAkI8Z1WYNiNFBrTtNu3x9",
-	"dbfv775o3mmBaUxCrSq9jaTCGc0ND8i1+lS9dM3PkTgjWTni/SBoWp7FSG8ETzZbnzVfj87OPqWfV0Rl",
-	"cr0RLuyzutUnbYNCRtaxL5f5cwvfK8zzBudldvxjpj2itik08qozdspQyHlF3ys2qdEW+xWzXmxdaam4",
-	"eU7PujiRFSUakPTmegAjHsd8pj32HAjoj6IVaof3/n3vZ9jS/05/gtkE65BESjpmEqja1lqDtyRJtXP2",
-	"dKdB5yAgneFOK9yN9lo/4f6o9ZIcDFtB2Il2cHe0R/aHdVXTrT4ErQPSGl3dvVy0is97a3zu7DQrZk1U",
-	"VpfvkMpAA68IBZ1i1DUOPkczxgkXDmUA/SwIdsN/AOMzs+bcUYSKTvUpunZe7oWaXccrosLJa3N4doKy",
-	"EgY+CB3qbv0G5+Z/qjB5VGuq4+XDaftNbnu2eUfrfkJZ/mcxcSIEma8Ishm8SdyaBtpsXf9ZyOGpgMDX",
-	"9rSbGuvNDeiSBJnJ3S9B0afBaRvdazisMsGsUVOVQEtNiAJnOYEq3/zIWTwvALR7hAhBUcLAoolfcT74",
-	"Aax/AOunxbyfAEWfDKvlatGMzWcTHudIvA0XigsEqrTjPNT/h4RpPztEkBM+Y0DGhLKHwPdO4Hd2Xjav",
-	"+QdsrMHG8mS+GIT8uW5yKhFDJ2gMGY6XLU0JDytG6DoVXM+i2t/OS4NCir/vEYmrinS0u62r/26UjDcU",
-	"4+hYCC42hiCK0LiBjPK9ke5zVeiP4H8uTk8g5Yb+BMocx2iIva3Bc42XngfP9bkNtg0hSSAlgiSoDH2j",
-	"f2g3rYGyqunU3Xm+9zFDMbfqMimotQZzuixGzMsX4OdrbDrvX5DEevc32rNSDfPJ8pvHp/SA1PXqtr0U",
-	"oZC2wiW5ebH3BcXmXcXAN2+AElkD9BgJRCsGdhHAR0AUJFwq2A9A8bQV4xRjKDfOchLBwQsYzhVKG2VJ",
-	"FJTEVGLUtqusDr0fNGzViXMvlR3ZcXi+cUv6/YumhedM6Ip0n795DQd7+z+BY1gd9d/ANT6gOagVcf2I",
-	"paK8i+VgRKuFVISF2DhSKYoJuaWJlsb9gwOzHfavvYrV0go7RjsIVXFzj/aLqhCSIc9UdxgTduM9JuTm",
-	"17z7By3tuYkgPyd6EvcSO3VhWJ3x6mQMmPicyXwaZhwLEuIZCsqjCww5ixqC91/4DGLOxha/xya1BzeI",
-	"qYQZFzeUjWEr173dACIyl9ttCIzhHRoG3QbrUsMRooCzEJ22WRHZ2T/YCdy22W8aRWZ9YNe0wwZP1aBx",
-	"Sq+1q+gKJNrEFX/PBFVY/WKKgo7mjRD6osByaymanUSNDNhdUjjfyxj9mKH7WZs/PY5FEhvKxKcFTZ8X",
-	"u9Cvj/IKC+FOUqKY0hDXcMpRbj+qeKzJONTixSUuy4HDFTrPsXcjLsA9IsvEEQ3RxcLyELiaoAA5l/qM",
-	"n+VPA42kyUWTNEUidGhtWnAh67RfPoE1qL+wDvTzlhXf3Lq66/gv7om/LiunU45vz+yahAYYfzVIWQpl",
-	"984bcZEQ5XU9DfBbipqhV5q8N/h/MzOaUFb9tvMIR7aCyFkWu2SphSqrzrhqmRvX8WgXS7H3g2hsubPP",
-	"OIHkk9DZuc3RSOMvbHRqFesQ9NxAYMKnxhvcg7nu2Y5SO78e2dbkOX4z5v9zfHMYU20f0+YAnkSRQFnk",
-	"1OzDlhpzKWiMzC/a7271zqZ72rX2zqYvtg8rxRXPJJj43vVm4K31v+26ljZmFz/P6N/cR064BCGR1aWU",
-	"JSEaOzjruDTJnf0Xj8Co0rRfPDWfqpd7da+kvOZRzT39dvS297Pne++O3r45PX93rD+fnF5evzl9f6I/",
-	"nx//dvqr+fb4f8965+bT5fHJ0cnl9bvexbujy9e/6N9Ofuudn568O65/3Tu5eP/mTe91T39/8fr07Pii",
-	"EajYqZ2jzOKNpdet56Gtqqz8G7GfN7hhSvhTuMWNqbsnY75MJWElnhpyHiNhK6Jrn/Ptoa7KsKUbM0HV",
-	"/EKPYhdr64uOMktUNFmwhDJXALA1ODrr/Xr8fxfXRz+/651cX57+enwy2DbRQFGAA1TKLM8YlAhJ2wCz",
-	"OLMCM2jpliZKpbZwiLIRX51IT3cpfYipVNJ35YbSL4IPHf4bJE9R5vOQBq0lJJxQhhK2XvcgpSnG+i+/",
-	"z4YkvMlS+IMPpQ8pEYpZvgnHwlRB6TjnFQlvkEX5EqSxazA4O724hOckpS1DR9kQYtBnnAFOUcwrWRKc",
-	"20Rvu8/67Nj8qNXPjAB4G2JqnoKJoYognGB4Y5dj9i7iYZbYKMscs+yzwZErWzN9dOGVrQ+zOVVzTOYj",
-	"Drqm48rx+Q+eU5/lUHY24RLLqilXkWiT1vo7Q7JFtnQKy+U805O7beUC2TLPDtpgc0lDnjHjHghYFYCt",
-	"iiXZBonuGBPCyBilSSb1mTlH4zyJamyYA27zoK0og71gT3slOrIHENHIpKPxlkplD8JQKKYebHBf4dsA",
-	"tnK6Zlsvopb5Wq7w7TMjmYAknAAfjZBF2v0ZjlBv1MCSNoN2n3m+F9MQmUV7Fu1473qXFeLEyyXY870p",
-	"Cml1oNMO2oF+iqfISEq9rrfbDtq7jr80ylwIpf5jjGpVk05wpldhin7acJlTq1QCgaHeEEO8mXD10OKM",
-	"hAu025sQFU5Mqq/PBm8puxmApUyLNJ8WiPfnb3O4w/BWQUrGCFsDgfE/+p7+pu8Nttt9NrD8jSkbwCmJ",
-	"M5NLJFYfEm7E3vWT772WDzIWWlRMvfLgn8dVRbyj0cJtcSGV2tJ6b6lUrkbA7Jbji6XX/XBnmOGCCXbn",
-	"UVhpf83ixyqcaO6y7jfX7XfJgerO6+d5ytDwo6Z2oigg9fPyUW11m2bjuLN1p1HP+ty3xGpmZb1+K67x",
-	"vk4bEy5frPdq8LVut7UM6H0dxzShqtZlhCNiAJoOgwp+rFPjxjqr3FjDkafkY4aHEPJ0DlTBSPDEqEld",
-	"J53upAKnlGfS6OF94hBmQnJRm+66HPi/a3zD3xtizcWVX7+xsRMED1Qf51XHBSfxoUZ2eTvBzl4r6LQ6",
-	"+5edoLsbdIPgX82JuZJN+YMw9JZj2fcSI4MRSKZ4YqxPhGnM54m5Z7ICdZtybhU8qye23zCxMnVfZuwt",
-	"lbZJjVeNJShSN2X23dN9ePVy1WKrdoLLzl43yGdUrU31Ogc77c6Ll+1Ou1PKw+senDmsVKZHu95HeR3T",
-	"KV7f3t7elgR8t6zckg1776jW6yDQA5T4t0Y1aRkpZW8tvtUVtqxWXy0VXK1W4Gs3pt2zdho+sKpHrBfY",
-	"a31qIAkt1spEbJHWIdR8m4vOmcUlxvsZ5CHbNf1qKs/fs4rRtOpCgZ5X7juZJp3Hm9TuOphGu483Kq/x",
-	"LHxvf52ZFfdqTKiRJQkRc+d9S1BuHDdPbXwKIxobR+x7ioylo+5beVXcMpo0KlNl9he+l3LZAHNs8ZOs",
-	"wl3CIj8HrZIkCEoQJrXocuYDKZhabTfnqQbAFg9rRHFpAhn3QEgYDBGy3HykKBIqNUqr4nfBY3TVncae",
-	"mF6wLI+isqyZMpxarei6Ui+1bQESClvk0YRvqsWCno0JUapXPJpvYmfvvo19bLZsjYboPuOxrudurN6s",
-	"R9EuJ7Pkrzqb7eMPd7Wuu9rM35TFUrWfOju7e/svfnp5EJBhGOFoPKF/3MQJ4+lHIVU2nd3O/1zbXa2Z",
-	"ePkyophXZ95zZ0qbrVmeKsKoXS2j1FbBVn1NUKAxOfYGoSsC+67dyV5w8HiL4nKsbtBZY4ji9uFnOix7",
-	"NkA0NMjdxyd4KJtr1l2XIepQYw9Tk+jcVt2Qr9a0b2zO1xO/+4vnv5g93BDOLSnERjX1K8pjmbYl9THe",
-	"P6cSuIhQtOGYhJMfWvWUWpWloDh0gqCEhK5uxAcSx+6OscbnX0jlXIVHReeWC85mGMctd32/oJrsPVHL",
-	"KErYCQJHORnSz10sDXmEg8M8f/dM9pkr6DLUoiNOI4vxTFSQt9bgT2TYhiOYCW4SZTaXZofrs0GRRBr4",
-	"MJsQZYTQIERzKd8F94bGVRpUYjKMUbbhNY/QDm+wqOFp+8yQyUbku1CkqnwoBvFhKSnlQ1NOyu8zl9Dy",
-	"weWzfGjIUjVh1Gqm9SsZtaZk7lrmLPjCU3CpuHu8+hRFREP1vRuTJ7UNWlaBVBLJViE+wQQ4da/bgDsa",
-	"LSqUeF0y/4mqIpZfSTAeB3pb7gUQSrrFb3/37mbv8RbFiys+U0L+idpJ4GfAsYIwaKD/XQF4TgpH3rLN",
-	"2IwoN4zzlWFJw4a0qinJLd9BoI21RHUIA5bF8QDCGIkw1EWFJsE4slmo4g0s7vZHnw0xf6cMbO0FB9s+",
-	"MC4MS6FdhAn55iZHYFqZ/NWESBgisvzFLU0Gu1pv9ZUMdlNJ1xMb7If10t05sXfa/1rK+J2DRSPQVmTd",
-	"tQ4fKufjQ17i4VJdcx9yzgEyiRpGuoKOL4MitQd5brXPXil7OiPSiFovyQ1KwNHIUJasTLfaMgirC20w",
-	"hfD2vQw102G2VxbvpTKJ1RLqtleMQbWg/isZg6aa/YWzBt9E+Ssb9pdT/qfUZXuwVpe/qDYa3/VdaKOt",
-	"T3KMUeFl7T2Kys2KZ0USwXfFLD5UWFrf2jkdRTYaOmvQlgydVl3n47cyFqOUtXctUNlnYzpFtt2G36ma",
-	"8EzBYPVmyKB2AYTK8t0NNjY/tNEvVb4OJssn3UhARsrFp6bvNpzqmJcwV5hQRx72ziqyPnPwo3iPnEut",
-	"5F9rOGPre2ZU4nYTSqlervlahqnh/k6jYep8sSHXYoedrPn50dRu2f8ns1h/KSTjKuYd+jZHZc2EjmZG",
-	"XJT5SGcaPs9E2kLCP+8Ndn9xv39Fr+quvd4jtangoTZSVEKWtmtVqV73w1U9cTxFhrIK4YrFSO/KrNcV",
-	"w7XnJIkfivBPU2RHKb1IMdxs7XnH1UKepTfPmb7PerDbDoqKzcol5KL+tnE/8sZlw4e25LJaFeoDkdV3",
-	"Cc10VJfR2JUEUfXQxhmDe7+cnNufv4mYmLFBcVc6azVwdy3bU7zd8KFN1P1TLVj25WbFmwkdAt5+aNvy",
-	"21+PUkoXhTZ/tR3Mh7hHstxUf7BIdRZJlVsDQ5xQHfosQdP8kL8LSqlaxXi1JNb18v0PVxqhukUUtcWF",
-	"E1n4d0uVmrXvKqK+uFr8fwAAAP//",
+	"7Fx7c9s4kv8qKN5Wxd6lFMqPzNiu/cPx2Du6SWyXHzN3G3ktiGxJiEmAAUA9xuXvftUASJESZUtO4mT3",
+	"8k8iS8S7H7/+dYP3XiiSVHDgWnn7954ElQquwPzxlkYX8CkDpfGvUHAN3HykaRqzkGom+OtUil4Myd8+",
+	"KsHxNxUOIaH46S8S+t6+91+vZ0O8tr+q1+e2lffw8OB7EahQshS78/a9qyEQaYclTJGExn0hE4iIkKRP",
+	"WazIiMYsMqMfEC70kPEBGVNFwiHlA4ia3oPvHQnej1n4zWYeuvEVGTM9JNr8pEQmQ3iliNJUA9nQ9A44",
+	"YZFPJIzEHUTkDqY+/kNoLIFGUyIFPhptmkWdCNljUQT8pVcV0jgGicdxx8WYk16mSUKnuPskEkQPmTIT",
+	"bHMNktP4Jed3yEnGYZJCqCEyEpJJODA7HoGmLCYcRjh5HsZZBIowN0k75VOhT0TGo5ec8qkgKguHhUT4",
+	"KNu4lyOmWC8GooWZv912M80rId5ROYBvJc89EU3x/GOchCR6SLmZogKJm0vDEFJtd/Sa00wPhWR/wovu",
+	"6numFOMDf2YyfJJxI7AzBROSwCRlEiLSAypxKeIOeNPzvSHQCKSxfH/88UfjMNND4BqnC9X56WkK3r6n",
+	"tGR8gDOxix5RFtNe/OJHFFFNe1QBiQQoI0aUqzFII1Uo+lNC5UDwLRYRFQuN1meK68/UlPSFNOc4HooY",
+	"yJgy3eEb+cGyEPDMxQhkLGgE0eYBkaCxw74G25BnSQ8kEX2iIBQ8Qv0iF/hQ4xAfanZ4dW9Lv9VuK6rn",
+	"AKTZ1wff/W5aHqbsN5iaPY0ihjtA43MpUpCaocfq01hBjXk4PG+jTW2SbpZGaE0PdZdQHpGuCkUKqkuo",
+	"BELjMZ0qkkpQwDWuAs2aE/BXihSuEWUlLQ1774USbLdPneQVS0BpmqSoJ67V2+ll1vsIoW5HTzWfPTgv",
+	"CI+3+6X06IPvAR8xKXgCfIUxjysPY2ujPmrNxQ6pGh7GA4GNgGeJt//By6XSu/Hndcr32JMzs+JgJ4VC",
+	"wyOIrhU81axdevTB92Kq0AEYWUypRtfg7Xv/+nDY+Cdt/Bk09m7udx7+4tXMEFteq7WPPW/WTrFZQifv",
+	"gA/00Nvf2a0ZJAFNUcGfGuJ9/tyD73GaPLkLp/jMAwoy9NkEn140LH0mEckMqaShBqlQya1pCCVoYsyE",
+	"sZ7E9mJ0aockQsKmbyyLhFAMOEOzTKjRQdSdul2+vbnf9bff1O+0hDSmIapKey2pcEZ/zQNyrZ6rl675",
+	"BVBn5EtHvBsEdcuzGO9EimS99Vnz9eTs7FP4vKY6U6uNcGmfxVbP2gYNnK5iX67y5x58rzDPa5yX2fFP",
+	"GXp0tCks8sozdspQyHlJ30s2qdYW+yWzXmzdzFIJ8xzOujiRBSXq0vTutkv6Io7FGD3ulFCCH2UjRId9",
+	"fd3+hWzgv6OfyHgIVUilFBtwRZjeRK2BCU1SBBcedhq09gLa6m01wu1op/ET7PYbP9O9XiMIW9EWbPd3",
+	"6G6vqmrY6kPQ2KON/s39zw+N4vPOCp9bW/WKWRGVxeU7pNVFEBGBZCOI9g1AydGYccKFQ+mSThYE2+Hf",
+	"CRdjs+bcUYSajfAUXTsv90L1ruMt1eHwyByenaAqhbGPQoeqW7+DqfmfaUie1JryePlwaL/ppG2bt1D3",
+	"E8bzP4uJUynpdEGQzeB14lY30Hrr+vdCDi8FBL62p13XWK9vQOckyExuuQRFz4PTlp1AOKwzya1R06VA",
+	"UQ+pJs5yEqZ986Pg8bQA0O4RKiUDRboWTfwG0+4PYP0DWL8s5n0GFH0xrJarRT02t/G6fahJLrWQQJhG",
+	"x3mA/4eUo5/tAVFDMeaEDijjj4HvrcBvbf1cv+YfsLECG2cn88Ug5C9Vk1M97hMJQDRM9AGJGQfSk0Dv",
+	"lMFOmvaUIy8MwvTJ6fU7RFtcaDztUujRChB/lI//X53OJAhu/lp75sfzpmyGP0tW7jaVIpobZ+tnA3OK",
+	"v5fI3E1J/Jr7jSXTOGEQR8dSCrk2xtGUxTVsne/1sc/FbT4k/315dkpSYfhhwrgjYQ3zudF9jYDsdfAa",
+	"BaO7abg1SlIqaQLa8EP4Q7NuDYyXbTN25/nepwzk1OrjsODHauz1vJxyL1+An6+xTqB+BRrj7q+1ZzM9",
+	"zycr7p6e0iNi3a46j5kIhawRzsnNm50vKDbvSx6kfgO0zGqwTR9VzYiBXQQRfUI1SYTSZDcgWqSNGEYQ",
+	"k9nGWdIj2HtDelMNyoZxCiSjMVMQNTu8bfJYd5BqxE2GXNxA40RDDdGmTfcIGWHIxyPHp6o8XRFZ/jSh",
+	"k/Lsd4P53fa9SWMgGu7Lj0rw5gUdvwel6MA4vVPnIKtLPpeMa2pSDjDRNldFNYmBKk0EB8IFb6iUhjDj",
+	"geYMy5aLa5acnLUyjU5n0jrpdCY/ndz8Fb9TC1/XPVl7uDkdvrCYi5Mjsrez+xNxNLvL/9QQto9YB0Bj",
+	"s3rYVzJQD/MRHaq+0pSHUDvSTN0SOmEJatzu3p7ZS/vXToktKlhx39NMx/U92i/KikZ7ItP7vZjyO+8p",
+	"RTa/5t0/6q4uTBj+OSGoXMqOPSVJtULxUDdJg9Q+Z5LPA+QDSUM4B8lEdGkzIouS+qsYk1jwgQ2OYpP3",
+	"JXcAqSJjIe8YH5CN3O5sBySiU7XZJIFxOj1jQSwTohDrUdTUEJxaWtHZ2t3bCtx22m9qRWl11Fy3wwas",
+	"VuKOlN2im9yXQNG8F3+PJdNQ/mIEkvWntfHJZQGUV1JAO4kK07I9p4i+l3H2KQP3M5p+HMfCtDVl4nkR",
+	"6ecFhuzrQ+jCcriTdNm/FQBJlGtjGezWGY1KMD5HFDrkvcCVOmq0LyRxj6hZVo6hUzJDqgMi9BAkUVOF",
+	"Z/wqf5qwSJlCBZqmQCX6X9NCSFXlVPMJrMCrhtUoKm9ZwiWNm/uW/2ZJcHtVOp3Z+PbMbmlooo6vBqdn",
+	"QlnrPLe3t/ea5KrEQZtEsknpXl8dHZARjTNrdJhDMkmmNOnTOMZnpkClIkEQtIgWZG9vb89YJhIKPgKp",
+	"IcKvr6+OcO/7QiZUe/sexm4NzczCFyZ8bUK79Yx4wnj529YT9OdCjMSz2OXxLUhcOWaq+Iva9c13XRMr",
+	"VBDzo/j4sXmuKRfJs/DyhU3LqVIBgVX3A4JzIxISMTLi0qyHsEu2Y1VI+/XY1zpv97txWZ+DJ8KYoU1P",
+	"6xkdGkUSVJFktQ9brtTVJKD+DMFghY32+WgH4UD7fPRm86BULfRKEUP4uN5MOGIxwxxur003f56julvG",
+	"VrmMMVXlpcxqnBDvOIs+H1zsvpkX+5rssHVHly9NsONyb5ZKypGIKi7198N37V8833t/+O7k7OL9MX4+",
+	"Pbu6PTm7PsXPF8e/n/1mvj3+n/P2hfl0dXx6eHp1+759+f7w6uhX/O309/bF2en74+rX7dPL65OT9lEb",
+	"v788Ojs/vqwFV3ZqF6CyeG3pdet5bKtKK/9GdPgdrFkj8ByyeW0u98WoUFMaW4oNe0LEQPmC6NrnfHuo",
+	"izJs+edMMj29xFHsYm3B3GFmiaU6C5Yw7ipCNrqH5+3fjv/38vbwl/ft09urs9+OT7ubJoIpKrIIUyrL",
+	"U0gzVIc2wCzOrMAMOnNaQ61TWwnHeF8sTqSNXSqfxExp5bv6WeUXARPlETHRBwOVz0MZhJnQcMg4KLJx",
+	"1CYpSyHGv/wO79HwLkvJR9FTPkmp1NzygzCQpqwPY7O3NLwDHuVLUMauke752eUVeU1T1jD0oQ17uh0u",
+	"uKvMm6XNYGpRV7PDO/zY/IjqZ0YgMAkhNU+RoaH2SDiEMGeBce8iEWaJjQzNMasO7x66OkzTxz55awse",
+	"bZLdHJP5CN1903Hp+PxHz6nDc/g9HgoFszI6x1nZKgb8zpCika2lg9lyXuHkJo1cIBvm2W6T2ORiT2Tc",
+	"uAdKrAqQjZIl2SQK3DEmlNMBKJNd7HBzjsZ5Ul3bMA8SzIMW2ZKdYAe9EuvbA4hYZOoTYMKUtgdh6CDD",
+	"sXeXVXJ2yUZOPW3iIiqp0PmS9Q43kkmAhkMi+n3gEbo/w+niRnUtAdW1vF/MQuAWC1q0471vX5VIIC+X",
+	"YM/3RiCV1YFWM2gG+JRIgdOUefvedjNobju+2ShzIZT4xwD0oiadwhhXYarAbFSQFwFT0sMNMUSpCbEP",
+	"LM5IhAS7vQnV4dDkfju8+47xuy6xFHeR90WBuL54l8MdDhNNUjoAstGVEP+94+E3Ha+72ezwruWiTB0J",
+	"YAxiksvU6kMijNi7fvK9R/mgA4miYkjN7j+Oy4p4z6IHt8WFVKKl9d4xpV3RiNktx+8rb//DvWHyC+be",
+	"nUdhpf0Vq3nLcKK+y6rfXLXfOQeKnVfP84yD4bNNMU1REe3n9dBodetm43jAVadRTQMuW2I51bZavyXX",
+	"uKzT2gzcF+u9HJqt2m0lJb6s45glTFe6jKBPDUDDIKng9FoVPq+1yOfVHHlKP2VwQEKRTjFq70uRGDWp",
+	"6qTTnVTCiIlMGT1cJg5hJpWQlemungwocyR/q+Nxb/zqFaStIHiknD4voy94lA8Vgs7bCrZ2GkGr0dq9",
+	"agX728F+EPyzPlM7Y4A+Ug7efKR7rSAyGIFmWiTG+kSQxmKamItTC1C3LkdawrM4sd2aic1qOWYlHJb+",
+	"W6for8IhFKm2WTmGh3141frlYqu2gqvWzn6Qz6hcrOy19raarTc/N1vN1kwejtrk3GGlWb583/ukbmM2",
+	"gtvJZDKZJRP2Z6V8qmbvHT18GwQ4wAz/VugxlJGZ7K3EEbtKp8VyvLkKvMUrJejG0D2j0/AJL3vE6q0G",
+	"1KcaYtNirUzGFmkdkIpvc9E5t7jEeD+DPFSzol919012rGLUrbpQoNelC3ymSevpJpXLO6bR9tONZvfS",
+	"Hnxvd5WZFRfFTIPtleZV3K8x4UmWJFROnceeAXnj7EVqY1rSZ7Fx3r6n6UC5FEUjL62cR6BGzcoZjAff",
+	"S4WqgUa2gk6VITLlkZ8DXUUTIFpSrlDcBfcJLRhptLXTFEGzxdCIQq5M8OMeCCknPSBZbnJSkAlTiOzK",
+	"mF+KGFyJsLFBpheY1dgxNSu8MyxdpXK/VHS3aUEVSFspVIeJyhWnno0jQem3IpquY5vvv41NrbeGtcZr",
+	"mcFZ1dvXlgBXI2+Xe5rzca319vGHi1vVxa3no2YVd5WfWlvbO7tvfvp5L6C9MIL+YMg+3sUJF+knqXQ2",
+	"Gk+mf67s4lZMMH0ZUcxLfJdcHESzNc5TYhA1y7W4JsFjSgeHIMFWphgr4SoJv2sXtBPsPd2iuCGODVor",
+	"DFFcwf0GTs6eJ6EIQXKX8wyvZvPw2PUsFO4hxjHFsM7VVY3/4mWKtV3AaiK7/NbGF7Oha8LGOSVa6zLH",
+	"gsJZRm9O5QxiyCkLUwPWJMc0HP7QxO9dE7OUaEFaQTCDnq4Oxyc0jt2FfowdvpCauoqZkp7OFy+OIY4b",
+	"7l0ZBQ1mLzXnefytIHB0mCEk3S3oUETQPchzi69Uh7vCOUN75oWIFkuaiCVvjSBTZtAkh2QshUni2Tyf",
+	"Ha7Du0WCq+uT8ZBqI7gGiZo3YDjiwVDMGsErJL0YVJMciQjs8AbzGg65ww3RbdRknxRpNJ8Ug/hkLmHm",
+	"k7p8md/hLtnmE5dr80lNBq0OC5ezwF/JENYlmlcygcEXnoJLEy5BDyOQEQv1926Avnt7gvJNaCkxbpXo",
+	"GWbDmYiq3bhn0UOJ4q9K8z9Al0T5KwnT0yB0w72hRSu3+M3v3q3tPN2ieLPMN5Cqf4At334+VCwIkJoU",
+	"iLu0kBPjkTdvm9ZLFhjW/cYwxWFNatmUWM9ezIFOQYE+IF2exXGXhLGpOqO8TPtAHNlMXPFaJXclqsN7",
+	"kL8oimzsBHubPuFCGtYFXZEJYacmT2JamRzekCrSA+D525jqHEO5Uu0rOYa6YrgXdgyP67K7iGVf9PCf",
+	"pcD/gUDWKIEVc3d9ySelM/VJXhrjUoRTn+S8C8kUIMR1hTBfBuGip3ptNdbezXw5w1OLqK/oHSgC/b6h",
+	"bfksTW3LR6z+NIm5DGFfcFIxN2Z7VfGCOpOQnsHw5oIBKV+q+EoGpO7exoOzIN/EYJQ27D/OYHzv+m+F",
+	"wer/F9Vg4yO/Cw22tWCONSu8ub1nU7p586pIvviucMgnJXbbt7YRo+Ja42iN4JxxRHV3WGIj4zEoVXnR",
+	"CVMdPmAj4JtN8gfTQ5Fp0l28OdStXBBiavbiFMs1HNhonmkfg+PZk26k0mvaTN9NcoYxPOWuCKSKcOyF",
+	"ceAd7mBO8RJKl5LKv0bYZGupxkzBZh0aKl+++lrGrOZ+V60xa32xIVdi1Z2s+fnRVF5x8e/M5P2/R0zu",
+	"voOLDOxdWXPcGGnlL1I0uV9nTj7PrNpCzz+XBu+/ut+/ovd218iXSHoqRYiGjSmSpc1K1bC3/+GmmqQf",
+	"AQdVhorFYpR3Y9brihWbU5rEjzEWZynww5RdphCut/a843Kh1dyrIk3f522y3QyKitrSpf6iPrp2P/LG",
+	"s4aPbclVuWrXJ1SVX/41xogzY7Er2WL6sY0zRnq5nFzYn7+JmJixiRautPn5SrhkE7F/hoJl30ZYvArV",
+	"Ie3Nx7Ytv1H4JEV2WWjzV9vBfIglkuWm+oMV+3xWTM+2k/RgyDAsm4PAuWB8FxRZuTL1Zk4VqlcyPtwg",
+	"EnaLKOrFC8fz4N/PVd9Wviupx8PNw/8FAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

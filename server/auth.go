@@ -67,30 +67,29 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if !protected {
 			return next(c)
 		}
-		scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			return &problem{status: 401, detail: "an Authorization: Bearer token is required", authenticate: `Bearer realm="apikeys"`}
+		headers := c.Request().Header.Values(echo.HeaderAuthorization)
+		fields := strings.Fields(strings.Join(headers, " "))
+		if len(headers) != 1 || len(fields) != 2 || !strings.EqualFold(fields[0], "Bearer") {
+			return &problem{status: 401, detail: "exactly one Authorization: Bearer <token> header is required", authenticate: `Bearer realm="apikeys"`}
 		}
-		token = strings.TrimSpace(token)
+		token := fields[1]
 		who := &caller{remoteIP: c.RealIP()}
+		var keyID string
 		if s.isAdmin(token) {
 			who.admin, who.subjectID = true, AdminSubjectID
 		} else {
-			k, code, err := s.check(c.Request().Context(), token)
+			k, err := s.bearerKey(c.Request().Context(), token)
 			if err != nil {
 				return err
 			}
-			if code == gen.VALID {
-				code = statusCode(k.StatusAt(s.now()))
-			}
-			if code != gen.VALID {
-				return unauthorized(bearerDetail(code))
-			}
-			s.usage.record(k.ID, s.now(), who.remoteIP)
+			keyID = k.ID
 			who.subjectID, who.tenantID, who.environmentID, who.scopes = k.SubjectID, k.TenantID, k.EnvironmentID, k.Scopes
 		}
 		if !who.has(scope) {
 			return forbidden("this key lacks the " + scope + " scope")
+		}
+		if keyID != "" {
+			s.usage.record(keyID, s.now(), who.remoteIP)
 		}
 		r := c.Request()
 		c.SetRequest(r.WithContext(context.WithValue(r.Context(), callerKey{}, who)))
@@ -98,15 +97,25 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func bearerDetail(code gen.VerifyCode) string {
-	switch code {
-	case gen.REVOKED:
-		return "the bearer key has been revoked"
-	case gen.EXPIRED:
-		return "the bearer key has expired"
-	default:
-		return "the bearer token is not valid"
+// bearerKey authenticates an API key presented as the bearer token. A revoked or expired
+// key is refused before its secret is hashed: it could not authenticate anyway, and a
+// leaked, revoked key must not buy an attacker argon2id work. The answer is the same 401
+// whatever the reason, so it tells nothing about a key to someone without its secret.
+func (s *Server) bearerKey(ctx context.Context, token string) (store.Key, error) {
+	k, code, err := s.lookup(ctx, token)
+	if err != nil {
+		return store.Key{}, err
 	}
+	if code == gen.VALID && k.StatusAt(s.now()) == store.StatusActive {
+		ok, err := s.matches(ctx, token, &k)
+		if err != nil {
+			return store.Key{}, err
+		}
+		if ok {
+			return k, nil
+		}
+	}
+	return store.Key{}, unauthorized("the bearer token is not a valid, active key")
 }
 
 // isAdmin compares in constant time; hashing first makes the time independent of length.
@@ -115,11 +124,10 @@ func (s *Server) isAdmin(token string) bool {
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
-// check finds the key a presented secret belongs to: MALFORMED when the token fails its
-// format or checksum (no database work), NOT_FOUND when no key carries its handle or the
-// secret does not match the one stored hash. It runs at most one argon2id verification.
-// It says nothing about status: callers decide what revocation and expiry mean to them.
-func (s *Server) check(ctx context.Context, secret string) (store.Key, gen.VerifyCode, error) {
+// lookup finds the key a presented secret names: MALFORMED when the token fails its
+// format or checksum (no database work), NOT_FOUND when no key carries its handle.
+// It does not check the secret: matches does, once.
+func (s *Server) lookup(ctx context.Context, secret string) (store.Key, gen.VerifyCode, error) {
 	tok, err := keys.Parse(secret)
 	if err != nil {
 		return store.Key{}, gen.MALFORMED, nil
@@ -131,7 +139,29 @@ func (s *Server) check(ctx context.Context, secret string) (store.Key, gen.Verif
 	if err != nil {
 		return store.Key{}, "", err
 	}
-	ok, err := keys.Verify(secret, k.Hash)
+	return k, gen.VALID, nil
+}
+
+// matches runs the one argon2id verification of a presented secret against the key's
+// stored hash. Verifications share a fixed number of slots (one per CPU), so that a flood
+// of well-formed tokens costs bounded memory; a request that waits too long for a slot
+// answers 503 with Retry-After.
+func (s *Server) matches(ctx context.Context, secret string, k *store.Key) (bool, error) {
+	if err := s.acquireHashSlot(ctx); err != nil {
+		return false, err
+	}
+	defer s.releaseHashSlot()
+	return keys.Verify(secret, k.Hash)
+}
+
+// check is lookup followed by matches: the key a secret belongs to, or the code saying
+// why there is none. A wrong secret is NOT_FOUND, whatever the state of the key.
+func (s *Server) check(ctx context.Context, secret string) (store.Key, gen.VerifyCode, error) {
+	k, code, err := s.lookup(ctx, secret)
+	if err != nil || code != gen.VALID {
+		return store.Key{}, code, err
+	}
+	ok, err := s.matches(ctx, secret, &k)
 	if err != nil {
 		return store.Key{}, "", err
 	}

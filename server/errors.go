@@ -24,6 +24,8 @@ type problem struct {
 	fields []gen.FieldError
 	// authenticate adds WWW-Authenticate, as RFC 6750 asks of a 401.
 	authenticate string
+	// retryAfter adds Retry-After (seconds) to a 503.
+	retryAfter string
 }
 
 func (p *problem) Error() string { return http.StatusText(p.status) + ": " + p.detail }
@@ -97,7 +99,12 @@ func fromHTTPError(he *echo.HTTPError, log *slog.Logger, r *http.Request) *probl
 		detail = "the endpoint does not accept this method"
 	case http.StatusRequestEntityTooLarge:
 		detail = "the request body is too large"
-	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
+	case http.StatusUnsupportedMediaType:
+		// The validator accepted the media type (it compares case-insensitively) but
+		// Echo's binder did not: either way it is a bad request header.
+		return &problem{status: http.StatusBadRequest, detail: "the body must be sent as Content-Type: application/json",
+			fields: []gen.FieldError{fieldError(gen.Header, "Content-Type", "must be application/json")}}
+	case http.StatusBadRequest:
 		if msg, ok := he.Message.(string); ok && msg != "" {
 			detail = firstLine(msg)
 		}
@@ -180,6 +187,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	}
 	if p.authenticate != "" {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, p.authenticate)
+	}
+	if p.retryAfter != "" {
+		c.Response().Header().Set(echo.HeaderRetryAfter, p.retryAfter)
 	}
 	buf, mErr := json.Marshal(body)
 	if mErr != nil {

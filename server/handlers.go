@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -72,14 +71,23 @@ func (s *Server) BatchCreateApiKeys(ctx context.Context, req gen.BatchCreateApiK
 }
 
 // checkCreate applies the rules the schema cannot express to one create request,
-// naming fields under pointer.
+// naming fields under pointer, and normalises what it checked (expiry in UTC to the
+// microsecond, metadata compacted) so that the response shows what is stored.
 func (s *Server) checkCreate(who *caller, r *gen.CreateApiKeyRequest, pointer string, now time.Time) error {
 	var fields []gen.FieldError
-	if r.ExpiresAt != nil && !r.ExpiresAt.After(now) {
-		fields = append(fields, fieldError(gen.Body, pointer+"/expiresAt", "must be in the future"))
+	if r.ExpiresAt != nil {
+		t, bad := expiry(pointer+"/expiresAt", *r.ExpiresAt, now)
+		if bad != nil {
+			fields = append(fields, *bad)
+		}
+		r.ExpiresAt = &t
 	}
-	if f, ok := checkMetadata(pointer+"/metadata", r.Metadata); !ok {
-		fields = append(fields, f)
+	if r.Metadata != nil {
+		m, bad := cleanMetadata(pointer+"/metadata", *r.Metadata)
+		if bad != nil {
+			fields = append(fields, *bad)
+		}
+		r.Metadata = &m
 	}
 	if len(fields) > 0 {
 		return badRequest("the request was rejected; nothing was created", fields...)
@@ -96,15 +104,34 @@ func (s *Server) checkCreate(who *caller, r *gen.CreateApiKeyRequest, pointer st
 	return nil
 }
 
-func checkMetadata(field string, m *gen.Metadata) (gen.FieldError, bool) {
-	if m == nil {
-		return gen.FieldError{}, true
+// expiry normalises a requested expiry to what the databases keep (UTC, microseconds)
+// and checks that it lies in the future and within four-digit years.
+func expiry(field string, t, now time.Time) (time.Time, *gen.FieldError) {
+	t = t.UTC().Truncate(time.Microsecond)
+	if y := t.Year(); y < 1 || y > 9999 {
+		f := fieldError(gen.Body, field, "must fall in the years 0001 to 9999 in UTC")
+		return t, &f
 	}
-	b, err := json.Marshal(m)
-	if err != nil || len(b) > maxMetadataBytes {
-		return fieldError(gen.Body, field, fmt.Sprintf("must serialise to at most %d bytes", maxMetadataBytes)), false
+	if !t.After(now) {
+		f := fieldError(gen.Body, field, "must be in the future")
+		return t, &f
 	}
-	return gen.FieldError{}, true
+	return t, nil
+}
+
+// cleanMetadata compacts a metadata object and checks its size once serialised, which
+// the schema cannot express. Otherwise it is kept as sent, numbers included.
+func cleanMetadata(field string, raw json.RawMessage) (json.RawMessage, *gen.FieldError) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		f := fieldError(gen.Body, field, "must be a JSON object")
+		return nil, &f
+	}
+	if buf.Len() > maxMetadataBytes {
+		f := fieldError(gen.Body, field, fmt.Sprintf("must serialise to at most %d bytes", maxMetadataBytes))
+		return nil, &f
+	}
+	return buf.Bytes(), nil
 }
 
 // minted is a new token and the key row that stores its hash.
@@ -114,11 +141,15 @@ type minted struct {
 }
 
 // mint generates a token and hashes it. Hashing is the slow part of creating a key.
-func (s *Server) mint(k store.Key) (minted, error) {
+func (s *Server) mint(ctx context.Context, k store.Key) (minted, error) {
 	tok, err := keys.Generate(s.prefix)
 	if err != nil {
 		return minted{}, err
 	}
+	if err := s.acquireHashSlot(ctx); err != nil {
+		return minted{}, err
+	}
+	defer s.releaseHashSlot()
 	hash, err := keys.Hash(tok.Secret(), s.hash)
 	if err != nil {
 		return minted{}, err
@@ -127,15 +158,14 @@ func (s *Server) mint(k store.Key) (minted, error) {
 	return minted{token: tok, key: k}, nil
 }
 
-// mintAll mints in parallel, bounded by the number of CPUs since argon2id is CPU- and
-// memory-bound.
+// mintAll mints in parallel; the hash slots bound how many run at once.
 func (s *Server) mintAll(ctx context.Context, ks []store.Key) ([]minted, error) {
 	out := make([]minted, len(ks))
-	g, _ := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cap(s.hashSlots))
 	for i := range ks {
 		g.Go(func() (err error) {
-			out[i], err = s.mint(ks[i])
+			out[i], err = s.mint(gctx, ks[i])
 			return err
 		})
 	}
@@ -167,7 +197,7 @@ func (s *Server) createKeys(ctx context.Context, who *caller, reqs []gen.CreateA
 			k.Scopes = scopeStrings(*r.Scopes)
 		}
 		if r.Metadata != nil {
-			k.Metadata, _ = json.Marshal(r.Metadata) // checked by checkMetadata
+			k.Metadata = *r.Metadata // compacted by checkCreate
 		}
 		rows[i] = k
 	}
@@ -278,16 +308,20 @@ func (s *Server) visibleKey(ctx context.Context, who *caller, id string) (store.
 func (s *Server) UpdateApiKey(ctx context.Context, req gen.UpdateApiKeyRequestObject) (gen.UpdateApiKeyResponseObject, error) {
 	who, now, b := callerFrom(ctx), s.now(), req.Body
 	var fields []gen.FieldError
-	if b.ExpiresAt.IsSpecified() && !b.ExpiresAt.IsNull() && !b.ExpiresAt.MustGet().After(now) {
-		fields = append(fields, fieldError(gen.Body, "/expiresAt", "must be in the future"))
-	}
-	var metadata []byte
-	if b.Metadata.IsSpecified() && !b.Metadata.IsNull() {
-		m := gen.Metadata(b.Metadata.MustGet())
-		if f, ok := checkMetadata("/metadata", &m); !ok {
-			fields = append(fields, f)
+	var expires *time.Time
+	if b.ExpiresAt.IsSpecified() && !b.ExpiresAt.IsNull() {
+		t, bad := expiry("/expiresAt", b.ExpiresAt.MustGet(), now)
+		if bad != nil {
+			fields = append(fields, *bad)
 		}
-		metadata, _ = json.Marshal(m)
+		expires = &t
+	}
+	var metadata json.RawMessage
+	if b.Metadata.IsSpecified() && !b.Metadata.IsNull() {
+		var bad *gen.FieldError
+		if metadata, bad = cleanMetadata("/metadata", b.Metadata.MustGet()); bad != nil {
+			fields = append(fields, *bad)
+		}
 	}
 	if len(fields) > 0 {
 		return nil, badRequest("the request was rejected; nothing was changed", fields...)
@@ -298,6 +332,12 @@ func (s *Server) UpdateApiKey(ctx context.Context, req gen.UpdateApiKeyRequestOb
 	k, err := s.store.UpdateKey(ctx, req.Id, func(k *store.Key) error {
 		if !who.sees(k.TenantID, k.EnvironmentID) {
 			return notFound("no API key with this id")
+		}
+		if !who.mayHold(k.Scopes) {
+			return forbidden("a key cannot change a key that holds scopes it does not hold itself")
+		}
+		if b.ExpiresAt.IsSpecified() && !who.admin && k.SubjectID == who.subjectID {
+			return forbidden("a key cannot change its own expiry")
 		}
 		if k.RevokedAt != nil {
 			return conflict("a revoked key cannot be changed")
@@ -318,11 +358,7 @@ func (s *Server) UpdateApiKey(ctx context.Context, req gen.UpdateApiKeyRequestOb
 			k.Metadata = metadata // nil when null
 		}
 		if b.ExpiresAt.IsSpecified() {
-			k.ExpiresAt = nil
-			if !b.ExpiresAt.IsNull() {
-				t := b.ExpiresAt.MustGet().UTC()
-				k.ExpiresAt = &t
-			}
+			k.ExpiresAt = expires // nil when null
 		}
 		if b.Scopes != nil {
 			k.Scopes = scopeStrings(*b.Scopes)
@@ -366,8 +402,12 @@ func (s *Server) RotateApiKey(ctx context.Context, req gen.RotateApiKeyRequestOb
 	if req.Body != nil {
 		body = *req.Body
 	}
-	if body.ExpiresAt != nil && !body.ExpiresAt.After(now) {
-		return nil, badRequest("the request was rejected; nothing was changed", fieldError(gen.Body, "/expiresAt", "must be in the future"))
+	if body.ExpiresAt != nil {
+		t, bad := expiry("/expiresAt", *body.ExpiresAt, now)
+		if bad != nil {
+			return nil, badRequest("the request was rejected; nothing was changed", *bad)
+		}
+		body.ExpiresAt = &t
 	}
 	// Check visibility and state before paying for a hash; they are checked again
 	// under the row lock, where they count.
@@ -378,7 +418,7 @@ func (s *Server) RotateApiKey(ctx context.Context, req gen.RotateApiKeyRequestOb
 	if err := rotatable(who, &old, now); err != nil {
 		return nil, err
 	}
-	m, err := s.mint(store.Key{ID: "apk_" + uuid.Must(uuid.NewV7()).String()})
+	m, err := s.mint(ctx, store.Key{ID: "apk_" + uuid.Must(uuid.NewV7()).String()})
 	if err != nil {
 		return nil, err
 	}
@@ -398,8 +438,7 @@ func (s *Server) RotateApiKey(ctx context.Context, req gen.RotateApiKeyRequestOb
 			n.Name = *body.Name
 		}
 		if body.ExpiresAt != nil {
-			t := body.ExpiresAt.UTC()
-			n.ExpiresAt = &t
+			n.ExpiresAt = body.ExpiresAt
 		}
 		o.ReplacedByID, o.UpdatedAt = n.ID, now
 		grace := time.Duration(deref(body.GracePeriodSeconds)) * time.Second
@@ -436,7 +475,7 @@ func (s *Server) VerifyApiKey(ctx context.Context, req gen.VerifyApiKeyRequestOb
 	ip := who.remoteIP
 	if b.ClientIp != nil {
 		addr, err := netip.ParseAddr(*b.ClientIp)
-		if err != nil {
+		if err != nil || addr.Zone() != "" {
 			return nil, badRequest("the request does not match the API's schema", fieldError(gen.Body, "/clientIp", "must be an IPv4 or IPv6 address"))
 		}
 		ip = addr.String()

@@ -47,6 +47,11 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			{"repeated scope", "POST", "/api-keys", map[string]any{"name": "x", "scopes": []string{"api_keys:read", "api_keys:read"}}, 400, "/scopes"},
 			{"past expiry", "POST", "/api-keys", map[string]any{"name": "x", "expiresAt": past}, 400, "/expiresAt"},
 			{"bad date", "POST", "/api-keys", map[string]any{"name": "x", "expiresAt": "tomorrow"}, 400, "/expiresAt"},
+			{"year 10000 in UTC", "POST", "/api-keys", map[string]any{"name": "x", "expiresAt": "9999-12-31T23:59:59-23:59"}, 400, "/expiresAt"},
+			{"NUL in name", "POST", "/api-keys", map[string]any{"name": "a\x00b"}, 400, "/name"},
+			{"control character in name", "POST", "/api-keys", map[string]any{"name": "a\nb"}, 400, "/name"},
+			{"NUL in description", "POST", "/api-keys", map[string]any{"name": "x", "description": "x\x00"}, 400, "/description"},
+			{"body over 64 KiB", "POST", "/api-keys", map[string]any{"name": "x", "metadata": map[string]any{"a": strings.Repeat("x", 70<<10)}}, 413, ""},
 			{"metadata not an object", "POST", "/api-keys", map[string]any{"name": "x", "metadata": "x"}, 400, "/metadata"},
 			{"oversize metadata", "POST", "/api-keys", map[string]any{"name": "x", "metadata": map[string]any{"a": strings.Repeat("x", 4100)}}, 400, "/metadata"},
 			{"metadata with too many properties", "POST", "/api-keys", map[string]any{"name": "x", "metadata": manyProps}, 400, "/metadata"},
@@ -63,6 +68,10 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			{"bad cursor", "GET", "/api-keys?cursor=bm9wZQ", nil, 400, "cursor"},
 			{"cursor junk", "GET", "/api-keys?cursor=%%%", nil, 400, ""},
 			{"bad subject filter", "GET", "/api-keys?subjectId=jane", nil, 400, "subjectId"},
+			{"misspelt filter", "GET", "/api-keys?tenantid=nobody", nil, 400, "tenantid"},
+			{"repeated parameter", "GET", "/api-keys?limit=1&limit=2", nil, 400, "limit"},
+			{"empty parameter", "GET", "/api-keys?tenantId=", nil, 400, "tenantId"},
+			{"query on a key", "GET", key + "?verbose=1", nil, 400, "verbose"},
 			{"empty patch", "PATCH", key, map[string]any{}, 400, "/"},
 			{"patch unknown field", "PATCH", key, map[string]any{"status": "active"}, 400, "/"},
 			{"patch null name", "PATCH", key, map[string]any{"name": nil}, 400, "/name"},
@@ -70,6 +79,10 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			{"patch oversize metadata", "PATCH", key, map[string]any{"metadata": map[string]any{"a": strings.Repeat("x", 4100)}}, 400, "/metadata"},
 			{"revoke unknown field", "POST", key + "/revoke", map[string]any{"why": "x"}, 400, "/"},
 			{"revoke empty reason", "POST", key + "/revoke", map[string]any{"reason": ""}, 400, "/reason"},
+			{"revoke NUL reason", "POST", key + "/revoke", map[string]any{"reason": "\x00"}, 400, "/reason"},
+			{"patch NUL name", "PATCH", key, map[string]any{"name": "\x00"}, 400, "/name"},
+			{"rotate NUL name", "POST", key + "/rotate", map[string]any{"name": "x\x00"}, 400, "/name"},
+			{"patch year 10000", "PATCH", key, map[string]any{"expiresAt": "9999-12-31T23:59:59-01:00"}, 400, "/expiresAt"},
 			{"rotate negative grace", "POST", key + "/rotate", map[string]any{"gracePeriodSeconds": -1}, 400, "/gracePeriodSeconds"},
 			{"rotate long grace", "POST", key + "/rotate", map[string]any{"gracePeriodSeconds": 2592001}, 400, "/gracePeriodSeconds"},
 			{"rotate fractional grace", "POST", key + "/rotate", map[string]any{"gracePeriodSeconds": 1.5}, 400, "/gracePeriodSeconds"},
@@ -77,6 +90,7 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			{"verify without key", "POST", "/api-keys/verify", map[string]any{"clientIp": "1.2.3.4"}, 400, "/key"},
 			{"verify bad ip", "POST", "/api-keys/verify", map[string]any{"key": "x", "clientIp": "not-an-ip"}, 400, "/clientIp"},
 			{"verify long key", "POST", "/api-keys/verify", map[string]any{"key": strings.Repeat("k", 257)}, 400, "/key"},
+			{"verify zoned ip", "POST", "/api-keys/verify", map[string]any{"key": "x", "clientIp": "fe80::1%eth0"}, 400, "/clientIp"},
 			{"bad subject id", "GET", "/subjects/jane", nil, 400, "id"},
 			{"unknown subject", "GET", "/subjects/subject_nobody", nil, 404, ""},
 			{"unknown endpoint", "GET", "/keys", nil, 404, ""},
@@ -208,4 +222,113 @@ func TestHashParametersCanChange(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestValuesAreKeptAsStored: timestamps come back in UTC at the stored precision from
+// every endpoint, and metadata comes back byte for byte, big numbers included.
+func TestValuesAreKeptAsStored(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e *env) {
+		body := `{"name":"n","expiresAt":"2030-01-01T05:00:00.123456789+05:00",` +
+			`"metadata":{"z":1,"n":12345678901234567890,"m":9007199254740993,"s":"a\u0000b","a":[1.50,{"b":null}]}}`
+		r := e.do("POST", "/api-keys", adminToken, body)
+		if r.Status != 201 {
+			t.Fatalf("create: %d %s", r.Status, r.Body)
+		}
+		const wantExp = `"expiresAt":"2030-01-01T00:00:00.123456Z"`
+		const wantMeta = `"metadata":{"z":1,"n":12345678901234567890,"m":9007199254740993,"s":"a\u0000b","a":[1.50,{"b":null}]}`
+		id := r.obj(t)["id"].(string)
+		secret := r.obj(t)["secretKey"].(string)
+		got := e.do("GET", "/api-keys/"+id, adminToken, nil)
+		v := e.do("POST", "/api-keys/verify", adminToken, map[string]any{"key": secret})
+		for name, b := range map[string][]byte{"create": r.Body, "get": got.Body, "verify": v.Body} {
+			if !bytes.Contains(b, []byte(wantExp)) || !bytes.Contains(b, []byte(wantMeta)) {
+				t.Errorf("%s: want %s and %s in\n%s", name, wantExp, wantMeta, b)
+			}
+		}
+		p := e.do("PATCH", "/api-keys/"+id, adminToken, `{"expiresAt":"2031-06-01T12:00:00.999999999-02:00","metadata":{"k": 1e2}}`)
+		if !bytes.Contains(p.Body, []byte(`"expiresAt":"2031-06-01T14:00:00.999999Z"`)) || !bytes.Contains(p.Body, []byte(`"metadata":{"k":1e2}`)) {
+			t.Errorf("patch: %s", p.Body)
+		}
+		if g := e.do("GET", "/api-keys/"+id, adminToken, nil); !bytes.Equal(g.Body, p.Body) {
+			t.Errorf("GET after PATCH differs from the PATCH response:\n%s\n%s", g.Body, p.Body)
+		}
+	})
+}
+
+// TestKeysCannotWidenWhatTheyHold: a key cannot revive, extend or otherwise change a key
+// that holds scopes it lacks, nor change its own expiry; refused requests do not count
+// as uses of the key.
+func TestKeysCannotWidenWhatTheyHold(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e *env) {
+		strong := e.create(map[string]any{"name": "strong", "tenantId": "t", "scopes": allScopes, "expiresAt": e.clock.Now().Add(time.Minute)})
+		writer := e.create(map[string]any{"name": "writer", "tenantId": "t", "scopes": []string{"api_keys:write"}, "expiresAt": e.clock.Now().Add(time.Hour)})
+		w := writer["secretKey"].(string)
+		e.clock.Advance(2 * time.Minute) // strong has expired
+		for _, tt := range []struct {
+			name string
+			path string
+			body map[string]any
+		}{
+			{"revive a stronger key", "/api-keys/" + strong["id"].(string), map[string]any{"expiresAt": nil}},
+			{"rename a stronger key", "/api-keys/" + strong["id"].(string), map[string]any{"name": "mine"}},
+			{"extend its own expiry", "/api-keys/" + writer["id"].(string), map[string]any{"expiresAt": nil}},
+		} {
+			if r := e.do("PATCH", tt.path, w, tt.body); r.Status != 403 {
+				t.Errorf("%s: %d, want 403 (%s)", tt.name, r.Status, r.Body)
+			}
+		}
+		if got := e.do("GET", "/api-keys/"+strong["id"].(string), adminToken, nil).obj(t); got["status"] != "expired" || got["name"] != "strong" {
+			t.Errorf("the stronger key changed: %v", got)
+		}
+		// A key it may change (no stronger scopes) is fine, expiry included.
+		weak := e.create(map[string]any{"name": "weak", "tenantId": "t", "scopes": []string{"api_keys:write"}})
+		if r := e.do("PATCH", "/api-keys/"+weak["id"].(string), w, map[string]any{"expiresAt": e.clock.Now().Add(time.Hour)}); r.Status != 200 {
+			t.Errorf("changing a weaker key: %d %s", r.Status, r.Body)
+		}
+		// The refused requests above were not uses; only the accepted one is.
+		idle := e.create(map[string]any{"name": "idle", "tenantId": "t"})
+		e.do("GET", "/api-keys", idle["secretKey"].(string), nil) // 403: no scope
+		if err := e.srv.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.do("GET", "/api-keys/"+idle["id"].(string), adminToken, nil).obj(t); got["lastUsedAt"] != nil {
+			t.Errorf("a refused request was recorded as a use: %v", got["lastUsedAt"])
+		}
+		if got := e.do("GET", "/api-keys/"+writer["id"].(string), adminToken, nil).obj(t); got["lastUsedAt"] == nil {
+			t.Error("an accepted request was not recorded as a use")
+		}
+	})
+}
+
+// TestAuthorizationHeaderIsUnambiguous: exactly one header with exactly one token.
+func TestAuthorizationHeaderIsUnambiguous(t *testing.T) {
+	e := newEnv(t, "sqlite", fastHash)
+	for _, tt := range []struct {
+		headers []string
+		status  int
+	}{
+		{[]string{"Bearer " + adminToken}, 200},
+		{[]string{"bearer   " + adminToken + "  "}, 200},
+		{[]string{"Bearer " + adminToken, "Bearer junk"}, 401},
+		{[]string{"Bearer junk", "Bearer " + adminToken}, 401},
+		{[]string{"Bearer " + adminToken + " extra"}, 401},
+		{[]string{"Basic " + adminToken}, 401},
+		{[]string{adminToken}, 401},
+		{[]string{"Bearer"}, 401},
+	} {
+		req, _ := http.NewRequest("GET", e.http.URL+"/api-keys", nil)
+		for _, h := range tt.headers {
+			req.Header.Add("Authorization", h)
+		}
+		if r := e.send(req); r.Status != tt.status {
+			t.Errorf("Authorization %q: %d, want %d", tt.headers, r.Status, tt.status)
+		}
+	}
+	// A media type Echo's binder does not take is the client's error too.
+	req, _ := http.NewRequest("POST", e.http.URL+"/api-keys", strings.NewReader(`{"name":"x"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/JSON")
+	if r := e.send(req); r.Status != 400 || !hasField(t, r, "Content-Type") {
+		t.Errorf("Content-Type application/JSON: %d %s", r.Status, r.Body)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,8 +55,9 @@ type Config struct {
 	Logger *slog.Logger
 	// UsageFlushInterval is how often recorded key usage is written; 1s when zero.
 	UsageFlushInterval time.Duration
-	// MaxBodyBytes bounds request bodies; 1 MiB when zero.
-	MaxBodyBytes int64
+	// HashWait is how long a request may wait for an argon2id slot before it answers
+	// 503; 10s when zero.
+	HashWait time.Duration
 }
 
 // AdminSubjectID is the subject recorded for actions taken with the admin token.
@@ -70,8 +73,11 @@ type Server struct {
 	now        func() time.Time
 	log        *slog.Logger
 	usage      *usageRecorder
-	scopes     map[string]string // "METHOD /echo/path" -> required scope
-	operations map[string]bool   // "METHOD /echo/path" of every operation in the spec
+	hashSlots  chan struct{}              // argon2id runs, hashing or verifying, hold one
+	hashWait   time.Duration              // how long a request may wait for a slot
+	scopes     map[string]string          // "METHOD /echo/path" -> required scope
+	operations map[string]bool            // "METHOD /echo/path" of every operation in the spec
+	query      map[string]map[string]bool // the query parameters each operation declares
 	echo       *echo.Echo
 }
 
@@ -106,8 +112,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.UsageFlushInterval <= 0 {
 		cfg.UsageFlushInterval = time.Second
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 1 << 20
+	if cfg.HashWait <= 0 {
+		cfg.HashWait = 10 * time.Second
 	}
 	spec, err := gen.GetSwagger()
 	if err != nil {
@@ -124,13 +130,22 @@ func New(cfg Config) (*Server, error) {
 		spec:       cfg.Spec,
 		now:        func() time.Time { return cfg.Now().UTC().Truncate(time.Microsecond) },
 		log:        cfg.Logger,
+		hashSlots:  make(chan struct{}, runtime.GOMAXPROCS(0)),
+		hashWait:   cfg.HashWait,
 		scopes:     map[string]string{},
 		operations: map[string]bool{},
+		query:      map[string]map[string]bool{},
 	}
 	for path, item := range spec.Paths.Map() {
 		echoPath := strings.NewReplacer("{", ":", "}", "").Replace(path)
 		for method, op := range item.Operations() {
 			s.operations[method+" "+echoPath] = true
+			s.query[method+" "+echoPath] = map[string]bool{}
+			for _, p := range append(item.Parameters, op.Parameters...) {
+				if p.Value != nil && p.Value.In == "query" {
+					s.query[method+" "+echoPath][p.Value.Name] = true
+				}
+			}
 			if op.Security != nil && len(*op.Security) == 0 {
 				continue // public: health, readiness, the spec
 			}
@@ -153,8 +168,8 @@ func New(cfg Config) (*Server, error) {
 		return err
 	}}))
 	e.Use(s.logRequests)
-	e.Use(echomw.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)))
-	e.Use(rejectBadQuery)
+	e.Use(bodyLimits)
+	e.Use(s.checkQuery)
 	e.Use(s.authenticate)
 	e.Use(oapimw.OapiRequestValidatorWithOptions(spec, &oapimw.Options{
 		SilenceServersWarning: true,
@@ -180,12 +195,73 @@ func (s *Server) Flush(ctx context.Context) error { return s.usage.flush(ctx) }
 // Close stops the usage recorder after writing what it holds.
 func (s *Server) Close(ctx context.Context) error { return s.usage.close(ctx) }
 
-// rejectBadQuery answers 400 to a query string Go cannot parse: net/url drops the broken
-// pairs silently, and a dropped filter or cursor would widen the result without a word.
-func rejectBadQuery(next echo.HandlerFunc) echo.HandlerFunc {
+// acquireHashSlot waits for one of the argon2id slots, at most s.hashWait.
+func (s *Server) acquireHashSlot(ctx context.Context) error {
+	t := time.NewTimer(s.hashWait)
+	defer t.Stop()
+	select {
+	case s.hashSlots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return &problem{status: http.StatusServiceUnavailable, detail: "the service is busy verifying keys; retry shortly", retryAfter: "1"}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) releaseHashSlot() { <-s.hashSlots }
+
+// Request bodies are small: a key is a few hundred bytes plus at most 4 KiB of metadata.
+// Tight limits keep a client from making the validator chew on a megabyte of nesting.
+const (
+	maxBody      = 64 << 10
+	maxBatchBody = 1 << 20
+)
+
+// bodyLimits answers 413 to a body over its operation's limit.
+func bodyLimits(next echo.HandlerFunc) echo.HandlerFunc {
+	small := echomw.BodyLimit(fmt.Sprintf("%dB", maxBody))(next)
+	large := echomw.BodyLimit(fmt.Sprintf("%dB", maxBatchBody))(next)
 	return func(c echo.Context) error {
-		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+		if c.Path() == "/api-keys/batch" {
+			return large(c)
+		}
+		return small(c)
+	}
+}
+
+// checkQuery answers 400 to a query string that could be silently misread: one Go
+// cannot parse (net/url drops broken pairs), a parameter the operation does not declare
+// (a misspelt filter would otherwise widen a list without a word), a parameter given
+// twice, or one given empty.
+func (s *Server) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		raw := c.Request().URL.RawQuery
+		if raw == "" {
+			return next(c)
+		}
+		q, err := url.ParseQuery(raw)
+		if err != nil {
 			return badRequest("the query string is not valid URL encoding", fieldError(gen.Query, "", "not valid URL encoding"))
+		}
+		declared, known := s.query[c.Request().Method+" "+c.Path()]
+		if !known {
+			return next(c) // not an operation: Echo answers 404 or 405
+		}
+		var fields []gen.FieldError
+		for name, values := range q {
+			switch {
+			case !declared[name]:
+				fields = append(fields, fieldError(gen.Query, name, "is not a parameter of this operation"))
+			case len(values) > 1:
+				fields = append(fields, fieldError(gen.Query, name, "may be given only once"))
+			case values[0] == "":
+				fields = append(fields, fieldError(gen.Query, name, "may not be empty; leave it out instead"))
+			}
+		}
+		if len(fields) > 0 {
+			slices.SortFunc(fields, func(a, b gen.FieldError) int { return strings.Compare(a.Field, b.Field) })
+			return badRequest("the query string was rejected", fields...)
 		}
 		return next(c)
 	}

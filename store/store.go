@@ -215,10 +215,6 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	sort.Strings(names)
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
 	for _, name := range names {
 		version := filepath.Base(name)
 		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -226,6 +222,11 @@ func (s *Store) migrate(ctx context.Context) error {
 				if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(727274)"); err != nil {
 					return err
 				}
+			}
+			// Inside the lock, so that replicas starting together do not race to create it.
+			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+				version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+				return err
 			}
 			var n int
 			if err := tx.GetContext(ctx, &n, tx.Rebind("SELECT count(*) FROM schema_migrations WHERE version = ?"), version); err != nil {
@@ -279,8 +280,15 @@ func (s *Store) translate(err error) error {
 		return ErrNotFound
 	}
 	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && pqErr.Code == "23505" {
-		return fmt.Errorf("%w: %s", ErrConflict, conflictWhat(pqErr.Constraint))
+	if errors.As(err, &pqErr) {
+		switch {
+		case pqErr.Code == "23505":
+			return fmt.Errorf("%w: %s", ErrConflict, conflictWhat(pqErr.Constraint))
+		case pqErr.Code.Class() == "22":
+			// A data exception (a value PostgreSQL cannot store, such as NUL in text)
+			// is the client's input, which validation should have caught: never a 500.
+			return fmt.Errorf("%w: a value in the request cannot be stored", ErrInvalid)
+		}
 	}
 	var sqErr *sqlite.Error
 	if errors.As(err, &sqErr) {

@@ -24,7 +24,7 @@ CREATE TABLE api_keys (
     updated_at            TIMESTAMPTZ NOT NULL,
     expires_at            TIMESTAMPTZ,
     intended_use          TEXT,
-    metadata              JSONB,
+    metadata              TEXT, -- kept as sent (JSONB would re-space and re-order it)
     scopes                JSONB NOT NULL DEFAULT '[]',
     last_used_at          TIMESTAMPTZ,
     last_used_ip          TEXT,

@@ -25,7 +25,7 @@ CREATE TABLE api_keys (
     updated_at            TEXT NOT NULL,
     expires_at            TEXT,
     intended_use          TEXT,
-    metadata              TEXT,
+    metadata              TEXT, -- kept as sent (JSONB would re-space and re-order it)
     scopes                TEXT NOT NULL DEFAULT '[]',
     last_used_at          TEXT,
     last_used_ip          TEXT,

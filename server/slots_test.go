@@ -1,0 +1,70 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	apikeys "github.com/qs/apikeys"
+	"github.com/qs/apikeys/internal/testdb"
+	"github.com/qs/apikeys/keys"
+	"github.com/qs/apikeys/store"
+)
+
+// TestBusyHashSlotsAnswer503 fills every argon2id slot and checks that requests needing
+// one wait, then answer 503 with Retry-After, and work again once a slot frees up.
+func TestBusyHashSlotsAnswer503(t *testing.T) {
+	st, err := store.Open(context.Background(), testdb.New(t, testdb.SQLite).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const admin = "slots-admin-token-0123456789"
+	s, err := New(Config{Store: st, AdminToken: admin, Spec: apikeys.OpenAPI, HashWait: 50 * time.Millisecond,
+		Hash: keys.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	call := func(path, token, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		return w
+	}
+	created := call("/api-keys", admin, `{"name":"k","scopes":["api_keys:verify"]}`)
+	if created.Code != 201 {
+		t.Fatalf("create: %d %s", created.Code, created.Body)
+	}
+	secret := strings.Split(strings.Split(created.Body.String(), `"secretKey":"`)[1], `"`)[0]
+
+	for range cap(s.hashSlots) {
+		s.hashSlots <- struct{}{}
+	}
+	verify := `{"key":"` + secret + `"}`
+	for name, w := range map[string]*httptest.ResponseRecorder{
+		"verify":        call("/api-keys/verify", admin, verify),
+		"create":        call("/api-keys", admin, `{"name":"k"}`),
+		"bearer as key": call("/api-keys/verify", secret, verify),
+	} {
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" ||
+			w.Header().Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s with every slot busy: %d %v %s", name, w.Code, w.Header(), w.Body)
+		}
+	}
+	// A malformed or unknown token needs no slot.
+	if w := call("/api-keys/verify", admin, `{"key":"qs_live_nope"}`); w.Code != 200 {
+		t.Errorf("malformed key with every slot busy: %d", w.Code)
+	}
+	for range cap(s.hashSlots) {
+		<-s.hashSlots
+	}
+	if w := call("/api-keys/verify", secret, verify); w.Code != 200 || !strings.Contains(w.Body.String(), `"VALID"`) {
+		t.Errorf("after the slots freed: %d %s", w.Code, w.Body)
+	}
+}
