@@ -4,9 +4,9 @@ NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
 
 .PHONY: run build test generate check-generate lint bench
 
-## run: serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
-run:
-	$(GO) run ./cmd/apikeys serve
+## run: build, then serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
+run: build
+	exec ./bin/apikeys serve
 
 ## build: build the binary into ./bin
 build:

@@ -23,13 +23,17 @@ type seed struct {
 	response     json.RawMessage
 }
 
+// seedDir holds copies of the seed pages, so the suite runs in a clone anywhere;
+// TestSeedCopiesMatchShared keeps them equal to ../shared/seeds.
+var seedDir = filepath.Join("testdata", "seeds")
+
 // loadSeed parses the first example of a seed page. The pages are the product's
 // documentation; a missing page fails the test rather than skipping it.
 func loadSeed(t *testing.T, prefix string) seed {
 	t.Helper()
-	matches, _ := filepath.Glob(filepath.Join("..", "..", "shared", "seeds", prefix+"_*.txt"))
+	matches, _ := filepath.Glob(filepath.Join(seedDir, prefix+"_*.txt"))
 	if len(matches) != 1 {
-		t.Fatalf("seed %s_*.txt not found beside the repository (../shared/seeds)", prefix)
+		t.Fatalf("seed %s_*.txt not found in %s", prefix, seedDir)
 	}
 	raw, err := os.ReadFile(matches[0])
 	if err != nil {
@@ -55,6 +59,32 @@ func loadSeed(t *testing.T, prefix string) seed {
 		t.Fatalf("%s: response body: %v", matches[0], err)
 	}
 	return s
+}
+
+// TestSeedCopiesMatchShared compares the copies with the pages in ../shared/seeds, the
+// product's source of truth. CI always has ../shared beside the repository; elsewhere a
+// clone may not, and then the copies stand alone.
+func TestSeedCopiesMatchShared(t *testing.T) {
+	shared := filepath.Join("..", "..", "shared", "seeds")
+	originals, _ := filepath.Glob(filepath.Join(shared, "*.txt"))
+	if len(originals) == 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI runs with ../shared beside the repository, but %s has no seed pages", shared)
+		}
+		t.Logf("no %s beside this clone: using the copies in %s as they are", shared, seedDir)
+		return
+	}
+	copies, _ := filepath.Glob(filepath.Join(seedDir, "*.txt"))
+	if len(copies) != len(originals) {
+		t.Errorf("%d copies in %s, %d pages in %s: copy them again", len(copies), seedDir, len(originals), shared)
+	}
+	for _, o := range originals {
+		want, _ := os.ReadFile(o)
+		got, err := os.ReadFile(filepath.Join(seedDir, filepath.Base(o)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s differs from %s: cp %s %s/", filepath.Join(seedDir, filepath.Base(o)), o, o, seedDir)
+		}
+	}
 }
 
 // TestSeedBodiesMatchTheSpec validates the documentation pages' own bodies against

@@ -138,9 +138,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	if cfg.generated {
-		// Printed once, to the terminal, so that a first run needs no set-up. It is not
-		// written to the structured log.
-		fmt.Fprintf(stderr, "WARNING: APIKEYS_ADMIN_TOKEN is not set; generated an admin token for this run only:\n\n    %s\n\nSet APIKEYS_ADMIN_TOKEN to keep one across restarts.\n\n", cfg.adminToken)
+		// Printed once, to standard output beside the address, so that a first run needs
+		// no set-up. It is not written to the structured log on standard error.
+		fmt.Fprintf(stdout, "WARNING: APIKEYS_ADMIN_TOKEN is not set; generated an admin token for this run only:\n\n    %s\n\nSet APIKEYS_ADMIN_TOKEN to keep one across restarts.\n\n", cfg.adminToken)
 	}
 
 	st, err := store.Open(ctx, cfg.databaseURL)

@@ -145,13 +145,13 @@ func TestReadmeOnTheDefaults(t *testing.T) {
 	script := walkthrough(t) // before leaving the repository
 	t.Chdir(t.TempDir())
 	s := start(t, map[string]string{})
-	m := regexp.MustCompile(`generated an admin token for this run only:\s+(\S+)`).FindStringSubmatch(s.stderr.String())
+	m := regexp.MustCompile(`generated an admin token for this run only:\s+(\S+)`).FindStringSubmatch(s.stdout.String())
 	if m == nil {
-		t.Fatalf("no generated admin token was printed:\n%s", s.stderr.String())
+		t.Fatalf("no generated admin token was printed:\n%s", s.stdout.String())
 	}
 	token := m[1]
-	if strings.Count(s.stderr.String(), token) != 1 {
-		t.Errorf("the admin token was printed %d times", strings.Count(s.stderr.String(), token))
+	if strings.Count(s.stdout.String(), token) != 1 {
+		t.Errorf("the admin token was printed %d times", strings.Count(s.stdout.String(), token))
 	}
 	runWalkthrough(t, script, s.url, token)
 	probe := func(k string) string {
@@ -169,8 +169,8 @@ func TestReadmeOnTheDefaults(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("data", "apikeys.db")); err != nil {
 		t.Errorf("the default SQLite database is not under ./data: %v", err)
 	}
-	if logs := s.stderr.String(); strings.Count(logs, token) != 1 || strings.Contains(logs, "qs_live_") && strings.Contains(logs, "secret") {
-		t.Errorf("logs leak a secret:\n%s", logs)
+	if logs := s.stderr.String(); strings.Contains(logs, token) || strings.Contains(logs, "qs_live_") {
+		t.Errorf("the log holds a secret:\n%s", logs)
 	}
 }
 
