@@ -293,13 +293,32 @@ func (s *Server) GetApiKey(ctx context.Context, req gen.GetApiKeyRequestObject) 
 	return gen.GetApiKey200JSONResponse(apiKey(&k, s.now())), nil
 }
 
+// errNoKey answers for a key that does not exist or that the caller may not see.
+var errNoKey = notFound("no API key with this id")
+
+// visibleKey returns the key if the caller may see it, errNoKey otherwise.
 func (s *Server) visibleKey(ctx context.Context, who *caller, id string) (store.Key, error) {
 	k, err := s.store.GetKey(ctx, id)
 	if err == nil && !who.sees(k.TenantID, k.EnvironmentID) {
 		err = store.ErrNotFound
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Key{}, notFound("no API key with this id")
+		return store.Key{}, errNoKey
+	}
+	return k, err
+}
+
+// updateVisible is store.UpdateKey for a key the caller may see: an invisible key is
+// errNoKey, exactly like a missing one, and fn never runs on it.
+func (s *Server) updateVisible(ctx context.Context, who *caller, id string, fn func(k *store.Key) error) (store.Key, error) {
+	k, err := s.store.UpdateKey(ctx, id, func(k *store.Key) error {
+		if !who.sees(k.TenantID, k.EnvironmentID) {
+			return errNoKey
+		}
+		return fn(k)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Key{}, errNoKey
 	}
 	return k, err
 }
@@ -329,10 +348,7 @@ func (s *Server) UpdateApiKey(ctx context.Context, req gen.UpdateApiKeyRequestOb
 	if b.Scopes != nil && !who.mayHold(scopeStrings(*b.Scopes)) {
 		return nil, forbidden("a key cannot grant scopes it does not hold")
 	}
-	k, err := s.store.UpdateKey(ctx, req.Id, func(k *store.Key) error {
-		if !who.sees(k.TenantID, k.EnvironmentID) {
-			return notFound("no API key with this id")
-		}
+	k, err := s.updateVisible(ctx, who, req.Id, func(k *store.Key) error {
 		if !who.mayHold(k.Scopes) {
 			return forbidden("a key cannot change a key that holds scopes it does not hold itself")
 		}
@@ -375,10 +391,7 @@ func (s *Server) UpdateApiKey(ctx context.Context, req gen.UpdateApiKeyRequestOb
 // RevokeApiKey revokes a key; revoking it again changes nothing.
 func (s *Server) RevokeApiKey(ctx context.Context, req gen.RevokeApiKeyRequestObject) (gen.RevokeApiKeyResponseObject, error) {
 	who, now := callerFrom(ctx), s.now()
-	k, err := s.store.UpdateKey(ctx, req.Id, func(k *store.Key) error {
-		if !who.sees(k.TenantID, k.EnvironmentID) {
-			return notFound("no API key with this id")
-		}
+	k, err := s.updateVisible(ctx, who, req.Id, func(k *store.Key) error {
 		if k.RevokedAt != nil {
 			return nil
 		}
@@ -424,7 +437,7 @@ func (s *Server) RotateApiKey(ctx context.Context, req gen.RotateApiKeyRequestOb
 	}
 	_, repl, err := s.store.RotateKey(ctx, req.Id, func(o *store.Key) (store.Key, error) {
 		if !who.sees(o.TenantID, o.EnvironmentID) {
-			return store.Key{}, notFound("no API key with this id")
+			return store.Key{}, errNoKey
 		}
 		if err := rotatable(who, o, now); err != nil {
 			return store.Key{}, err
