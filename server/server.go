@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,20 +66,19 @@ const AdminSubjectID = "subject_admin"
 
 // Server implements gen.StrictServerInterface.
 type Server struct {
-	store      Store
-	adminToken []byte
-	prefix     string
-	hash       keys.Params
-	spec       []byte
-	now        func() time.Time
-	log        *slog.Logger
-	usage      *usageRecorder
-	hashSlots  chan struct{}              // argon2id runs, hashing or verifying, hold one
-	hashWait   time.Duration              // how long a request may wait for a slot
-	scopes     map[string]string          // "METHOD /echo/path" -> required scope
-	operations map[string]bool            // "METHOD /echo/path" of every operation in the spec
-	query      map[string]map[string]bool // the query parameters each operation declares
-	echo       *echo.Echo
+	store     Store
+	adminHash [sha256.Size]byte // of the admin token, compared with each bearer token's
+	prefix    string
+	hash      keys.Params
+	spec      []byte
+	now       func() time.Time
+	log       *slog.Logger
+	usage     *usageRecorder
+	hashSlots chan struct{}              // argon2id runs, hashing or verifying, hold one
+	hashWait  time.Duration              // how long a request may wait for a slot
+	scopes    map[string]string          // "METHOD /echo/path" -> required scope
+	query     map[string]map[string]bool // every operation ("METHOD /echo/path") and its query parameters
+	echo      *echo.Echo
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -123,23 +123,21 @@ func New(cfg Config) (*Server, error) {
 	spec.Servers = nil
 
 	s := &Server{
-		store:      cfg.Store,
-		adminToken: []byte(cfg.AdminToken),
-		prefix:     cfg.KeyPrefix,
-		hash:       cfg.Hash,
-		spec:       cfg.Spec,
-		now:        func() time.Time { return cfg.Now().UTC().Truncate(time.Microsecond) },
-		log:        cfg.Logger,
-		hashSlots:  make(chan struct{}, runtime.GOMAXPROCS(0)),
-		hashWait:   cfg.HashWait,
-		scopes:     map[string]string{},
-		operations: map[string]bool{},
-		query:      map[string]map[string]bool{},
+		store:     cfg.Store,
+		adminHash: sha256.Sum256([]byte(cfg.AdminToken)),
+		prefix:    cfg.KeyPrefix,
+		hash:      cfg.Hash,
+		spec:      cfg.Spec,
+		now:       func() time.Time { return cfg.Now().UTC().Truncate(time.Microsecond) },
+		log:       cfg.Logger,
+		hashSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		hashWait:  cfg.HashWait,
+		scopes:    map[string]string{},
+		query:     map[string]map[string]bool{},
 	}
 	for path, item := range spec.Paths.Map() {
 		echoPath := strings.NewReplacer("{", ":", "}", "").Replace(path)
 		for method, op := range item.Operations() {
-			s.operations[method+" "+echoPath] = true
 			s.query[method+" "+echoPath] = map[string]bool{}
 			for _, p := range append(item.Parameters, op.Parameters...) {
 				if p.Value != nil && p.Value.In == "query" {
@@ -174,7 +172,10 @@ func New(cfg Config) (*Server, error) {
 	e.Use(oapimw.OapiRequestValidatorWithOptions(spec, &oapimw.Options{
 		SilenceServersWarning: true,
 		// Requests that match no operation are Echo's to answer (404, 405).
-		Skipper: func(c echo.Context) bool { return !s.operations[c.Request().Method+" "+c.Path()] },
+		Skipper: func(c echo.Context) bool {
+			_, operation := s.query[c.Request().Method+" "+c.Path()]
+			return !operation
+		},
 		Options: openapi3filter.Options{
 			// Authentication happened already, in s.authenticate.
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,

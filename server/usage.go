@@ -13,10 +13,8 @@ import (
 // transaction per interval, so that verification, the hot path, never writes to the
 // database. A key used a thousand times in an interval costs one row update.
 type usageRecorder struct {
-	store interface {
-		RecordUsage(ctx context.Context, uses []store.Usage) error
-	}
-	log *slog.Logger
+	store usageStore
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	pending map[string]store.Usage
@@ -26,9 +24,12 @@ type usageRecorder struct {
 	once sync.Once
 }
 
-func newUsageRecorder(st interface {
+// usageStore is the part of Store the recorder writes to.
+type usageStore interface {
 	RecordUsage(ctx context.Context, uses []store.Usage) error
-}, every time.Duration, log *slog.Logger) *usageRecorder {
+}
+
+func newUsageRecorder(st usageStore, every time.Duration, log *slog.Logger) *usageRecorder {
 	u := &usageRecorder{store: st, log: log, pending: map[string]store.Usage{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go u.run(every)
