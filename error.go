@@ -90,3 +90,13 @@ func (f Fields) Err(detail string) error {
 	}
 	return Invalid(detail, f...)
 }
+
+// ErrorDetail returns the client-facing sentence of err's Error, or a generic one for any
+// other error, whose text may hold internals.
+func ErrorDetail(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Detail
+	}
+	return "an unexpected error occurred"
+}

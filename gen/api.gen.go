@@ -198,7 +198,8 @@ type ApiKey struct {
 	// Example: subject_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c
 	CreatedBySubjectId SubjectId `json:"createdBySubjectId"`
 
-	// Description Free text; line breaks and tabs are allowed, NUL is not.
+	// Description Free text; tab, line feed and carriage return are allowed. Refused as in `Name`:
+	// other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 	Description *Description `json:"description,omitempty"`
 
 	// EnvironmentId Example: environment_prod
@@ -208,7 +209,10 @@ type ApiKey struct {
 	ExpiresAt *Timestamp     `json:"expiresAt,omitempty"`
 	HashAlgo  ApiKeyHashAlgo `json:"hashAlgo"`
 
-	// Id `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+	// Id `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
+	// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
+	// is named, so that keys created before that rule stay reachable.
+	//
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 	Id ApiKeyId `json:"id"`
@@ -225,13 +229,21 @@ type ApiKey struct {
 	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
 
-	// Name Printable text with at least one non-space character.
+	// Name One line of text with at least one visible character. Refused: C0 and C1 control
+	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
+	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
+	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
+	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name Name `json:"name"`
 
 	// Prefix The first characters of the secret (the token prefix and 4 more), for recognising a key.
 	Prefix string `json:"prefix"`
 
-	// ReplacedById `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+	// ReplacedById `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
+	// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
+	// is named, so that keys created before that rule stay reachable.
+	//
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 	ReplacedById *ApiKeyId `json:"replacedById,omitempty"`
@@ -245,7 +257,10 @@ type ApiKey struct {
 	RevokedBySubjectId *SubjectId `json:"revokedBySubjectId,omitempty"`
 	RevokedReason      *string    `json:"revokedReason,omitempty"`
 
-	// RotatedFromId `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+	// RotatedFromId `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
+	// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
+	// is named, so that keys created before that rule stay reachable.
+	//
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 	RotatedFromId *ApiKeyId `json:"rotatedFromId,omitempty"`
@@ -269,7 +284,9 @@ type ApiKey struct {
 // ApiKeyHashAlgo defines model for ApiKey.HashAlgo.
 type ApiKeyHashAlgo string
 
-// ApiKeyId `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+// ApiKeyId `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
+// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
+// is named, so that keys created before that rule stay reachable.
 //
 // Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 type ApiKeyId = string
@@ -284,7 +301,8 @@ type BatchCreateApiKeysRequest struct {
 
 // CreateApiKeyRequest defines model for CreateApiKeyRequest.
 type CreateApiKeyRequest struct {
-	// Description Free text; line breaks and tabs are allowed, NUL is not.
+	// Description Free text; tab, line feed and carriage return are allowed. Refused as in `Name`:
+	// other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 	Description *Description `json:"description,omitempty"`
 
 	// EnvironmentId Example: environment_prod
@@ -293,10 +311,12 @@ type CreateApiKeyRequest struct {
 	// ExpiresAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
 
-	// Id `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+	// Id An id a client chooses for a new key: `apk_` followed by a lower-case UUIDv7
+	// (RFC 9562: version nibble 7, variant 10xx). A taken id is 409.
+	//
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
-	Id *ApiKeyId `json:"id,omitempty"`
+	Id *NewApiKeyId `json:"id,omitempty"`
 
 	// IntendedUse Example: ci-cd
 	IntendedUse *IntendedUse `json:"intendedUse,omitempty"`
@@ -305,7 +325,12 @@ type CreateApiKeyRequest struct {
 	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
 
-	// Name Printable text with at least one non-space character.
+	// Name One line of text with at least one visible character. Refused: C0 and C1 control
+	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
+	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
+	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
+	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   Name    `json:"name"`
 	Scopes *Scopes `json:"scopes,omitempty"`
 
@@ -323,7 +348,8 @@ type CreatedApiKey struct {
 	// Example: subject_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c
 	CreatedBySubjectId SubjectId `json:"createdBySubjectId"`
 
-	// Description Free text; line breaks and tabs are allowed, NUL is not.
+	// Description Free text; tab, line feed and carriage return are allowed. Refused as in `Name`:
+	// other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 	Description *Description `json:"description,omitempty"`
 
 	// EnvironmentId Example: environment_prod
@@ -333,7 +359,10 @@ type CreatedApiKey struct {
 	ExpiresAt *Timestamp            `json:"expiresAt,omitempty"`
 	HashAlgo  CreatedApiKeyHashAlgo `json:"hashAlgo"`
 
-	// Id `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+	// Id `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
+	// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
+	// is named, so that keys created before that rule stay reachable.
+	//
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 	Id ApiKeyId `json:"id"`
@@ -346,11 +375,19 @@ type CreatedApiKey struct {
 	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
 
-	// Name Printable text with at least one non-space character.
+	// Name One line of text with at least one visible character. Refused: C0 and C1 control
+	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
+	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
+	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
+	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   Name   `json:"name"`
 	Prefix string `json:"prefix"`
 
-	// RotatedFromId `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+	// RotatedFromId `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
+	// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
+	// is named, so that keys created before that rule stay reachable.
+	//
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 	RotatedFromId *ApiKeyId `json:"rotatedFromId,omitempty"`
@@ -377,7 +414,8 @@ type CreatedApiKey struct {
 // CreatedApiKeyHashAlgo defines model for CreatedApiKey.HashAlgo.
 type CreatedApiKeyHashAlgo string
 
-// Description Free text; line breaks and tabs are allowed, NUL is not.
+// Description Free text; tab, line feed and carriage return are allowed. Refused as in `Name`:
+// other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 type Description = string
 
 // EnvironmentId Example: environment_prod
@@ -410,8 +448,19 @@ type IntendedUse = string
 // It is kept as sent (compacted), key order and numbers included.
 type Metadata = json.RawMessage
 
-// Name Printable text with at least one non-space character.
+// Name One line of text with at least one visible character. Refused: C0 and C1 control
+// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
+// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
+// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
+// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+// literal characters so that it means the same to ECMA-262 and to other engines.
 type Name = string
+
+// NewApiKeyId An id a client chooses for a new key: `apk_` followed by a lower-case UUIDv7
+// (RFC 9562: version nibble 7, variant 10xx). A taken id is 409.
+//
+// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
+type NewApiKeyId = string
 
 // Problem RFC 9457 problem details.
 type Problem struct {
@@ -425,9 +474,13 @@ type Problem struct {
 	Type string `json:"type"`
 }
 
+// Reason Like `Description`, with at least one visible character (as in `Name`).
+type Reason = string
+
 // RevokeApiKeyRequest defines model for RevokeApiKeyRequest.
 type RevokeApiKeyRequest struct {
-	Reason *string `json:"reason,omitempty"`
+	// Reason Like `Description`, with at least one visible character (as in `Name`).
+	Reason *Reason `json:"reason,omitempty"`
 }
 
 // RotateApiKeyRequest defines model for RotateApiKeyRequest.
@@ -438,7 +491,12 @@ type RotateApiKeyRequest struct {
 	// GracePeriodSeconds How long the old key keeps working (at most 30 days). 0 or absent revokes it at once.
 	GracePeriodSeconds *int `json:"gracePeriodSeconds,omitempty"`
 
-	// Name Printable text with at least one non-space character.
+	// Name One line of text with at least one visible character. Refused: C0 and C1 control
+	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
+	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
+	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
+	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name *Name `json:"name,omitempty"`
 }
 
@@ -482,6 +540,7 @@ type Timestamp = time.Time
 
 // UpdateApiKeyRequest defines model for UpdateApiKeyRequest.
 type UpdateApiKeyRequest struct {
+	// Description As `Description`; null removes it.
 	Description nullable.Nullable[string]    `json:"description,omitempty"`
 	ExpiresAt   nullable.Nullable[time.Time] `json:"expiresAt,omitempty"`
 	IntendedUse nullable.Nullable[string]    `json:"intendedUse,omitempty"`
@@ -489,7 +548,12 @@ type UpdateApiKeyRequest struct {
 	// Metadata Replaces the whole object; null removes it.
 	Metadata nullable.Nullable[json.RawMessage] `json:"metadata,omitempty"`
 
-	// Name Printable text with at least one non-space character.
+	// Name One line of text with at least one visible character. Refused: C0 and C1 control
+	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
+	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
+	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
+	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   *Name   `json:"name,omitempty"`
 	Scopes *Scopes `json:"scopes,omitempty"`
 }
@@ -523,7 +587,10 @@ type VerifyResult struct {
 	// ExpiresAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	ExpiresAt *Timestamp `json:"expiresAt,omitempty"`
 
-	// KeyId `apk_` followed by a lower-case UUID (UUIDv7 when the server assigns it).
+	// KeyId `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
+	// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
+	// is named, so that keys created before that rule stay reachable.
+	//
 	//
 	// Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 	KeyId *ApiKeyId `json:"keyId,omitempty"`
@@ -566,6 +633,9 @@ type Unauthorized = Problem
 
 // Unavailable RFC 9457 problem details.
 type Unavailable = Problem
+
+// UnsupportedMediaType RFC 9457 problem details.
+type UnsupportedMediaType = Problem
 
 // ListApiKeysParams defines parameters for ListApiKeys.
 type ListApiKeysParams struct {
@@ -724,9 +794,12 @@ type ClientInterface interface {
 	//
 	// A well-formed request always answers 200 with `valid` and `code`; the key's
 	// details are included only when `valid` is true. A wrong secret answers
-	// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-	// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-	// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+	// (environment) that presents another tenant's (environment's) secret also gets
+	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -737,9 +810,12 @@ type ClientInterface interface {
 	//
 	// A well-formed request always answers 200 with `valid` and `code`; the key's
 	// details are included only when `valid` is true. A wrong secret answers
-	// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-	// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-	// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+	// (environment) that presents another tenant's (environment's) secret also gets
+	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -935,9 +1011,12 @@ func (c *Client) BatchCreateApiKeys(ctx context.Context, body BatchCreateApiKeys
 //
 // A well-formed request always answers 200 with `valid` and `code`; the key's
 // details are included only when `valid` is true. A wrong secret answers
-// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+// (environment) that presents another tenant's (environment's) secret also gets
+// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 //
 // Takes any type of body and a specified content type.
 //
@@ -958,9 +1037,12 @@ func (c *Client) VerifyApiKeyWithBody(ctx context.Context, contentType string, b
 //
 // A well-formed request always answers 200 with `valid` and `code`; the key's
 // details are included only when `valid` is true. A wrong secret answers
-// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+// (environment) that presents another tenant's (environment's) secret also gets
+// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1819,9 +1901,12 @@ type ClientWithResponsesInterface interface {
 	//
 	// A well-formed request always answers 200 with `valid` and `code`; the key's
 	// details are included only when `valid` is true. A wrong secret answers
-	// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-	// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-	// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+	// (environment) that presents another tenant's (environment's) secret also gets
+	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1832,9 +1917,12 @@ type ClientWithResponsesInterface interface {
 	//
 	// A well-formed request always answers 200 with `valid` and `code`; the key's
 	// details are included only when `valid` is true. A wrong secret answers
-	// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-	// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-	// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+	// (environment) that presents another tenant's (environment's) secret also gets
+	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2063,6 +2151,8 @@ type CreateApiKeyResponse struct {
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2101,6 +2191,11 @@ func (r CreateApiKeyResponse) GetApplicationproblemJSON409() *Conflict {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateApiKeyResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateApiKeyResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2167,6 +2262,8 @@ type BatchCreateApiKeysResponse struct {
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2205,6 +2302,11 @@ func (r BatchCreateApiKeysResponse) GetApplicationproblemJSON409() *Conflict {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r BatchCreateApiKeysResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r BatchCreateApiKeysResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2269,6 +2371,8 @@ type VerifyApiKeyResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2302,6 +2406,11 @@ func (r VerifyApiKeyResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r VerifyApiKeyResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r VerifyApiKeyResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2467,6 +2576,8 @@ type UpdateApiKeyResponse struct {
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2510,6 +2621,11 @@ func (r UpdateApiKeyResponse) GetApplicationproblemJSON409() *Conflict {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r UpdateApiKeyResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UpdateApiKeyResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2576,6 +2692,8 @@ type RevokeApiKeyResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2614,6 +2732,11 @@ func (r RevokeApiKeyResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r RevokeApiKeyResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RevokeApiKeyResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2682,6 +2805,8 @@ type RotateApiKeyResponse struct {
 	ApplicationproblemJSON409 *Conflict
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2725,6 +2850,11 @@ func (r RotateApiKeyResponse) GetApplicationproblemJSON409() *Conflict {
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r RotateApiKeyResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RotateApiKeyResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3081,9 +3211,12 @@ func (c *ClientWithResponses) BatchCreateApiKeysWithResponse(ctx context.Context
 //
 // A well-formed request always answers 200 with `valid` and `code`; the key's
 // details are included only when `valid` is true. A wrong secret answers
-// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+// (environment) that presents another tenant's (environment's) secret also gets
+// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3100,9 +3233,12 @@ func (c *ClientWithResponses) VerifyApiKeyWithBodyWithResponse(ctx context.Conte
 //
 // A well-formed request always answers 200 with `valid` and `code`; the key's
 // details are included only when `valid` is true. A wrong secret answers
-// `NOT_FOUND`, whatever the state of the key it resembles. Codes are checked in
-// this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH,
-// REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// `NOT_FOUND`, whatever the state of the key it resembles. A caller bound to a tenant
+// (environment) that presents another tenant's (environment's) secret also gets
+// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
+// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
+// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3430,6 +3566,13 @@ func ParseCreateApiKeyResponse(rsp *http.Response) (*CreateApiKeyResponse, error
 		}
 		response.ApplicationproblemJSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3528,6 +3671,13 @@ func ParseBatchCreateApiKeysResponse(rsp *http.Response) (*BatchCreateApiKeysRes
 		}
 		response.ApplicationproblemJSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3618,6 +3768,13 @@ func ParseVerifyApiKeyResponse(rsp *http.Response) (*VerifyApiKeyResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -3815,6 +3972,13 @@ func ParseUpdateApiKeyResponse(rsp *http.Response) (*UpdateApiKeyResponse, error
 		}
 		response.ApplicationproblemJSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3912,6 +4076,13 @@ func ParseRevokeApiKeyResponse(rsp *http.Response) (*RevokeApiKeyResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4017,6 +4188,13 @@ func ParseRotateApiKeyResponse(rsp *http.Response) (*RotateApiKeyResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4587,6 +4765,8 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 	Headers UnavailableResponseHeaders
 }
 
+type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
+
 type ListApiKeysRequestObject struct {
 	Params ListApiKeysParams
 }
@@ -4810,6 +4990,22 @@ func (response CreateApiKey413ApplicationProblemPlusJSONResponse) VisitCreateApi
 	return err
 }
 
+type CreateApiKey415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateApiKey415ApplicationProblemPlusJSONResponse) VisitCreateApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateApiKey500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -4950,6 +5146,22 @@ func (response BatchCreateApiKeys413ApplicationProblemPlusJSONResponse) VisitBat
 	return err
 }
 
+type BatchCreateApiKeys415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response BatchCreateApiKeys415ApplicationProblemPlusJSONResponse) VisitBatchCreateApiKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type BatchCreateApiKeys500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -5070,6 +5282,22 @@ func (response VerifyApiKey413ApplicationProblemPlusJSONResponse) VisitVerifyApi
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type VerifyApiKey415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response VerifyApiKey415ApplicationProblemPlusJSONResponse) VisitVerifyApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5355,6 +5583,22 @@ func (response UpdateApiKey413ApplicationProblemPlusJSONResponse) VisitUpdateApi
 	return err
 }
 
+type UpdateApiKey415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateApiKey415ApplicationProblemPlusJSONResponse) VisitUpdateApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateApiKey500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -5492,6 +5736,22 @@ func (response RevokeApiKey413ApplicationProblemPlusJSONResponse) VisitRevokeApi
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeApiKey415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response RevokeApiKey415ApplicationProblemPlusJSONResponse) VisitRevokeApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5649,6 +5909,22 @@ func (response RotateApiKey413ApplicationProblemPlusJSONResponse) VisitRotateApi
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateApiKey415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response RotateApiKey415ApplicationProblemPlusJSONResponse) VisitRotateApiKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6389,90 +6665,105 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fx7c9s4kv8qKN5Wxd6lFMqPzNiu/cPx2Du6SWyXHzN3G3ktiGxJiEmAAUA9xuXvftUASJESZUtO4mT3",
-	"8k8iS8S7H7/+dYP3XiiSVHDgWnn7954ElQquwPzxlkYX8CkDpfGvUHAN3HykaRqzkGom+OtUil4Myd8+",
-	"KsHxNxUOIaH46S8S+t6+91+vZ0O8tr+q1+e2lffw8OB7EahQshS78/a9qyEQaYclTJGExn0hE4iIkKRP",
-	"WazIiMYsMqMfEC70kPEBGVNFwiHlA4ia3oPvHQnej1n4zWYeuvEVGTM9JNr8pEQmQ3iliNJUA9nQ9A44",
-	"YZFPJIzEHUTkDqY+/kNoLIFGUyIFPhptmkWdCNljUQT8pVcV0jgGicdxx8WYk16mSUKnuPskEkQPmTIT",
-	"bHMNktP4Jed3yEnGYZJCqCEyEpJJODA7HoGmLCYcRjh5HsZZBIowN0k75VOhT0TGo5ec8qkgKguHhUT4",
-	"KNu4lyOmWC8GooWZv912M80rId5ROYBvJc89EU3x/GOchCR6SLmZogKJm0vDEFJtd/Sa00wPhWR/wovu",
-	"6numFOMDf2YyfJJxI7AzBROSwCRlEiLSAypxKeIOeNPzvSHQCKSxfH/88UfjMNND4BqnC9X56WkK3r6n",
-	"tGR8gDOxix5RFtNe/OJHFFFNe1QBiQQoI0aUqzFII1Uo+lNC5UDwLRYRFQuN1meK68/UlPSFNOc4HooY",
-	"yJgy3eEb+cGyEPDMxQhkLGgE0eYBkaCxw74G25BnSQ8kEX2iIBQ8Qv0iF/hQ4xAfanZ4dW9Lv9VuK6rn",
-	"AKTZ1wff/W5aHqbsN5iaPY0ihjtA43MpUpCaocfq01hBjXk4PG+jTW2SbpZGaE0PdZdQHpGuCkUKqkuo",
-	"BELjMZ0qkkpQwDWuAs2aE/BXihSuEWUlLQ1774USbLdPneQVS0BpmqSoJ67V2+ll1vsIoW5HTzWfPTgv",
-	"CI+3+6X06IPvAR8xKXgCfIUxjysPY2ujPmrNxQ6pGh7GA4GNgGeJt//By6XSu/Hndcr32JMzs+JgJ4VC",
-	"wyOIrhU81axdevTB92Kq0AEYWUypRtfg7Xv/+nDY+Cdt/Bk09m7udx7+4tXMEFteq7WPPW/WTrFZQifv",
-	"gA/00Nvf2a0ZJAFNUcGfGuJ9/tyD73GaPLkLp/jMAwoy9NkEn140LH0mEckMqaShBqlQya1pCCVoYsyE",
-	"sZ7E9mJ0aockQsKmbyyLhFAMOEOzTKjRQdSdul2+vbnf9bff1O+0hDSmIapKey2pcEZ/zQNyrZ6rl675",
-	"BVBn5EtHvBsEdcuzGO9EimS99Vnz9eTs7FP4vKY6U6uNcGmfxVbP2gYNnK5iX67y5x58rzDPa5yX2fFP",
-	"GXp0tCks8sozdspQyHlJ30s2qdYW+yWzXmzdzFIJ8xzOujiRBSXq0vTutkv6Io7FGD3ulFCCH2UjRId9",
-	"fd3+hWzgv6OfyHgIVUilFBtwRZjeRK2BCU1SBBcedhq09gLa6m01wu1op/ET7PYbP9O9XiMIW9EWbPd3",
-	"6G6vqmrY6kPQ2KON/s39zw+N4vPOCp9bW/WKWRGVxeU7pNVFEBGBZCOI9g1AydGYccKFQ+mSThYE2+Hf",
-	"CRdjs+bcUYSajfAUXTsv90L1ruMt1eHwyByenaAqhbGPQoeqW7+DqfmfaUie1JryePlwaL/ppG2bt1D3",
-	"E8bzP4uJUynpdEGQzeB14lY30Hrr+vdCDi8FBL62p13XWK9vQOckyExuuQRFz4PTlp1AOKwzya1R06VA",
-	"UQ+pJs5yEqZ986Pg8bQA0O4RKiUDRboWTfwG0+4PYP0DWL8s5n0GFH0xrJarRT02t/G6fahJLrWQQJhG",
-	"x3mA/4eUo5/tAVFDMeaEDijjj4HvrcBvbf1cv+YfsLECG2cn88Ug5C9Vk1M97hMJQDRM9AGJGQfSk0Dv",
-	"lMFOmvaUIy8MwvTJ6fU7RFtcaDztUujRChB/lI//X53OJAhu/lp75sfzpmyGP0tW7jaVIpobZ+tnA3OK",
-	"v5fI3E1J/Jr7jSXTOGEQR8dSCrk2xtGUxTVsne/1sc/FbT4k/315dkpSYfhhwrgjYQ3zudF9jYDsdfAa",
-	"BaO7abg1SlIqaQLa8EP4Q7NuDYyXbTN25/nepwzk1OrjsODHauz1vJxyL1+An6+xTqB+BRrj7q+1ZzM9",
-	"zycr7p6e0iNi3a46j5kIhawRzsnNm50vKDbvSx6kfgO0zGqwTR9VzYiBXQQRfUI1SYTSZDcgWqSNGEYQ",
-	"k9nGWdIj2HtDelMNyoZxCiSjMVMQNTu8bfJYd5BqxE2GXNxA40RDDdGmTfcIGWHIxyPHp6o8XRFZ/jSh",
-	"k/Lsd4P53fa9SWMgGu7Lj0rw5gUdvwel6MA4vVPnIKtLPpeMa2pSDjDRNldFNYmBKk0EB8IFb6iUhjDj",
-	"geYMy5aLa5acnLUyjU5n0jrpdCY/ndz8Fb9TC1/XPVl7uDkdvrCYi5Mjsrez+xNxNLvL/9QQto9YB0Bj",
-	"s3rYVzJQD/MRHaq+0pSHUDvSTN0SOmEJatzu3p7ZS/vXToktKlhx39NMx/U92i/KikZ7ItP7vZjyO+8p",
-	"RTa/5t0/6q4uTBj+OSGoXMqOPSVJtULxUDdJg9Q+Z5LPA+QDSUM4B8lEdGkzIouS+qsYk1jwgQ2OYpP3",
-	"JXcAqSJjIe8YH5CN3O5sBySiU7XZJIFxOj1jQSwTohDrUdTUEJxaWtHZ2t3bCtx22m9qRWl11Fy3wwas",
-	"VuKOlN2im9yXQNG8F3+PJdNQ/mIEkvWntfHJZQGUV1JAO4kK07I9p4i+l3H2KQP3M5p+HMfCtDVl4nkR",
-	"6ecFhuzrQ+jCcriTdNm/FQBJlGtjGezWGY1KMD5HFDrkvcCVOmq0LyRxj6hZVo6hUzJDqgMi9BAkUVOF",
-	"Z/wqf5qwSJlCBZqmQCX6X9NCSFXlVPMJrMCrhtUoKm9ZwiWNm/uW/2ZJcHtVOp3Z+PbMbmlooo6vBqdn",
-	"QlnrPLe3t/ea5KrEQZtEsknpXl8dHZARjTNrdJhDMkmmNOnTOMZnpkClIkEQtIgWZG9vb89YJhIKPgKp",
-	"IcKvr6+OcO/7QiZUe/sexm4NzczCFyZ8bUK79Yx4wnj529YT9OdCjMSz2OXxLUhcOWaq+Iva9c13XRMr",
-	"VBDzo/j4sXmuKRfJs/DyhU3LqVIBgVX3A4JzIxISMTLi0qyHsEu2Y1VI+/XY1zpv97txWZ+DJ8KYoU1P",
-	"6xkdGkUSVJFktQ9brtTVJKD+DMFghY32+WgH4UD7fPRm86BULfRKEUP4uN5MOGIxwxxur003f56julvG",
-	"VrmMMVXlpcxqnBDvOIs+H1zsvpkX+5rssHVHly9NsONyb5ZKypGIKi7198N37V8833t/+O7k7OL9MX4+",
-	"Pbu6PTm7PsXPF8e/n/1mvj3+n/P2hfl0dXx6eHp1+759+f7w6uhX/O309/bF2en74+rX7dPL65OT9lEb",
-	"v788Ojs/vqwFV3ZqF6CyeG3pdet5bKtKK/9GdPgdrFkj8ByyeW0u98WoUFMaW4oNe0LEQPmC6NrnfHuo",
-	"izJs+edMMj29xFHsYm3B3GFmiaU6C5Yw7ipCNrqH5+3fjv/38vbwl/ft09urs9+OT7ubJoIpKrIIUyrL",
-	"U0gzVIc2wCzOrMAMOnNaQ61TWwnHeF8sTqSNXSqfxExp5bv6WeUXARPlETHRBwOVz0MZhJnQcMg4KLJx",
-	"1CYpSyHGv/wO79HwLkvJR9FTPkmp1NzygzCQpqwPY7O3NLwDHuVLUMauke752eUVeU1T1jD0oQ17uh0u",
-	"uKvMm6XNYGpRV7PDO/zY/IjqZ0YgMAkhNU+RoaH2SDiEMGeBce8iEWaJjQzNMasO7x66OkzTxz55awse",
-	"bZLdHJP5CN1903Hp+PxHz6nDc/g9HgoFszI6x1nZKgb8zpCika2lg9lyXuHkJo1cIBvm2W6T2ORiT2Tc",
-	"uAdKrAqQjZIl2SQK3DEmlNMBKJNd7HBzjsZ5Ul3bMA8SzIMW2ZKdYAe9EuvbA4hYZOoTYMKUtgdh6CDD",
-	"sXeXVXJ2yUZOPW3iIiqp0PmS9Q43kkmAhkMi+n3gEbo/w+niRnUtAdW1vF/MQuAWC1q0471vX5VIIC+X",
-	"YM/3RiCV1YFWM2gG+JRIgdOUefvedjNobju+2ShzIZT4xwD0oiadwhhXYarAbFSQFwFT0sMNMUSpCbEP",
-	"LM5IhAS7vQnV4dDkfju8+47xuy6xFHeR90WBuL54l8MdDhNNUjoAstGVEP+94+E3Ha+72ezwruWiTB0J",
-	"YAxiksvU6kMijNi7fvK9R/mgA4miYkjN7j+Oy4p4z6IHt8WFVKKl9d4xpV3RiNktx+8rb//DvWHyC+be",
-	"nUdhpf0Vq3nLcKK+y6rfXLXfOQeKnVfP84yD4bNNMU1REe3n9dBodetm43jAVadRTQMuW2I51bZavyXX",
-	"uKzT2gzcF+u9HJqt2m0lJb6s45glTFe6jKBPDUDDIKng9FoVPq+1yOfVHHlKP2VwQEKRTjFq70uRGDWp",
-	"6qTTnVTCiIlMGT1cJg5hJpWQlemungwocyR/q+Nxb/zqFaStIHiknD4voy94lA8Vgs7bCrZ2GkGr0dq9",
-	"agX728F+EPyzPlM7Y4A+Ug7efKR7rSAyGIFmWiTG+kSQxmKamItTC1C3LkdawrM4sd2aic1qOWYlHJb+",
-	"W6for8IhFKm2WTmGh3141frlYqu2gqvWzn6Qz6hcrOy19raarTc/N1vN1kwejtrk3GGlWb583/ukbmM2",
-	"gtvJZDKZJRP2Z6V8qmbvHT18GwQ4wAz/VugxlJGZ7K3EEbtKp8VyvLkKvMUrJejG0D2j0/AJL3vE6q0G",
-	"1KcaYtNirUzGFmkdkIpvc9E5t7jEeD+DPFSzol919012rGLUrbpQoNelC3ymSevpJpXLO6bR9tONZvfS",
-	"Hnxvd5WZFRfFTIPtleZV3K8x4UmWJFROnceeAXnj7EVqY1rSZ7Fx3r6n6UC5FEUjL62cR6BGzcoZjAff",
-	"S4WqgUa2gk6VITLlkZ8DXUUTIFpSrlDcBfcJLRhptLXTFEGzxdCIQq5M8OMeCCknPSBZbnJSkAlTiOzK",
-	"mF+KGFyJsLFBpheY1dgxNSu8MyxdpXK/VHS3aUEVSFspVIeJyhWnno0jQem3IpquY5vvv41NrbeGtcZr",
-	"mcFZ1dvXlgBXI2+Xe5rzca319vGHi1vVxa3no2YVd5WfWlvbO7tvfvp5L6C9MIL+YMg+3sUJF+knqXQ2",
-	"Gk+mf67s4lZMMH0ZUcxLfJdcHESzNc5TYhA1y7W4JsFjSgeHIMFWphgr4SoJv2sXtBPsPd2iuCGODVor",
-	"DFFcwf0GTs6eJ6EIQXKX8wyvZvPw2PUsFO4hxjHFsM7VVY3/4mWKtV3AaiK7/NbGF7Oha8LGOSVa6zLH",
-	"gsJZRm9O5QxiyCkLUwPWJMc0HP7QxO9dE7OUaEFaQTCDnq4Oxyc0jt2FfowdvpCauoqZkp7OFy+OIY4b",
-	"7l0ZBQ1mLzXnefytIHB0mCEk3S3oUETQPchzi69Uh7vCOUN75oWIFkuaiCVvjSBTZtAkh2QshUni2Tyf",
-	"Ha7Du0WCq+uT8ZBqI7gGiZo3YDjiwVDMGsErJL0YVJMciQjs8AbzGg65ww3RbdRknxRpNJ8Ug/hkLmHm",
-	"k7p8md/hLtnmE5dr80lNBq0OC5ezwF/JENYlmlcygcEXnoJLEy5BDyOQEQv1926Avnt7gvJNaCkxbpXo",
-	"GWbDmYiq3bhn0UOJ4q9K8z9Al0T5KwnT0yB0w72hRSu3+M3v3q3tPN2ieLPMN5Cqf4At334+VCwIkJoU",
-	"iLu0kBPjkTdvm9ZLFhjW/cYwxWFNatmUWM9ezIFOQYE+IF2exXGXhLGpOqO8TPtAHNlMXPFaJXclqsN7",
-	"kL8oimzsBHubPuFCGtYFXZEJYacmT2JamRzekCrSA+D525jqHEO5Uu0rOYa6YrgXdgyP67K7iGVf9PCf",
-	"pcD/gUDWKIEVc3d9ySelM/VJXhrjUoRTn+S8C8kUIMR1hTBfBuGip3ptNdbezXw5w1OLqK/oHSgC/b6h",
-	"bfksTW3LR6z+NIm5DGFfcFIxN2Z7VfGCOpOQnsHw5oIBKV+q+EoGpO7exoOzIN/EYJQ27D/OYHzv+m+F",
-	"wer/F9Vg4yO/Cw22tWCONSu8ub1nU7p586pIvviucMgnJXbbt7YRo+Ja42iN4JxxRHV3WGIj4zEoVXnR",
-	"CVMdPmAj4JtN8gfTQ5Fp0l28OdStXBBiavbiFMs1HNhonmkfg+PZk26k0mvaTN9NcoYxPOWuCKSKcOyF",
-	"ceAd7mBO8RJKl5LKv0bYZGupxkzBZh0aKl+++lrGrOZ+V60xa32xIVdi1Z2s+fnRVF5x8e/M5P2/R0zu",
-	"voOLDOxdWXPcGGnlL1I0uV9nTj7PrNpCzz+XBu+/ut+/ovd218iXSHoqRYiGjSmSpc1K1bC3/+GmmqQf",
-	"AQdVhorFYpR3Y9brihWbU5rEjzEWZynww5RdphCut/a843Kh1dyrIk3f522y3QyKitrSpf6iPrp2P/LG",
-	"s4aPbclVuWrXJ1SVX/41xogzY7Er2WL6sY0zRnq5nFzYn7+JmJixiRautPn5SrhkE7F/hoJl30ZYvArV",
-	"Ie3Nx7Ytv1H4JEV2WWjzV9vBfIglkuWm+oMV+3xWTM+2k/RgyDAsm4PAuWB8FxRZuTL1Zk4VqlcyPtwg",
-	"EnaLKOrFC8fz4N/PVd9Wviupx8PNw/8FAAD//w==",
+	"7F3LctvIen6VLuRUWcwBaVA3W1SdhSxLM8xYskuXmeSYOmIT+Em2BXbD3Q1KHJeqPA+QbLLLJmeVqmSR",
+	"PEAWeZbjPEBeIfV3N0CAhCRStuQ5U97IJIi+/5fvv7U/eKEYJYID18prffAkqERwBebLCxodwfsUlMZv",
+	"oeAauPlIkyRmIdVM8KeJFL0YRr9/pwTH31Q4hBHFT7+T0Pda3t88nQ7x1P6qnr6xrbzr62vfi0CFkiXY",
+	"ndfyToZApB2WMEVGNO4LOYKICEn6lMWKjGnMIjP6NuFCDxkfkEuqSDikfABRw7v2vV3B+zELv9rMQze+",
+	"IpdMD4k2PymRyhCeKKI01UBWNL0ATljkEwljcQERuYCJj38IjSXQaEKkwFejmlnUvpA9FkXAH3tVIY1j",
+	"kHgcF1xcctJLNRnRCe4+iQTRQ6bMBNtcg+Q0fsz57XCScrhKINQQGQpJJWybHY9AUxYTDmOcPA/jNAJF",
+	"mJuknfKh0Psi5dFjTvlQEJWGw5wifKRt3MsxU6wXA9HCzN9uu5nmiRCvqBzA16LnnogmeP4xTkISPaTc",
+	"TFGBxM2lYQiJtjt6ymmqh0Kyn+FRd/WAKcX4wJ+KDJ+k3BDslMGEJHCVMAkR6QGVuBRxAbzh+d4QaATS",
+	"SL6ffvqpvpPqIXCN04Xy/PQkAa/lKS0ZH+BM7KLHlMW0Fz/6EUVU0x5VQCIBypAR5eoSpKEqJP0JoXIg",
+	"+CqLiIqFRukzwfWnakL6QppzvByKGMglZbrDV7KDZSHgmYsxyFjQCKLaNpGgscO+BtuQp6MeSCL6REEo",
+	"eIT8RY7wpfoOvtTo8PLeFn6r3FZkzwHIfF9VmiRCaogOIGL0xLz0uBuc0T5urQKuCVWkWxwVR+uSFeyZ",
+	"ImWhyBepJhIGVEbIzSFVUMOdOT3Zrz9veDiQGx0nt5OwH2BiFhNFDPuk8RspEpCaoS7u01hBheDbedNG",
+	"bdEg3TSJUE/s6C6hPCJdFYoEVJdQCYTGl3SiSCLBzJ5xI7Ad6z5RJFf6yAVJYdgPXijBdnvXFp6wEShN",
+	"RwlKANfqxeQ47b2DULeju5pPX5w9gdvbvSy8eu17wMdMCj4CvsCYe6WXsbURDGrJxQ6pGu7EA4GNgKcj",
+	"r/XWy/jNO/NnpYXvsTtnZsnBTgrZgUcQnSq4q1m78Oq178VUoWozXJZQjUrPa3l/ertT/yOt/xzUt84+",
+	"rF//zquYIbY8VUsfe9asnWCzEb16BXygh15rfaNikBFoiqLrriEOsveufY/T0Z27cIjvXCMhQ59d4dvz",
+	"HN1nEjHakEoaapAKxZcVeqEETYwANHqB2F4MT62TkZBQ843MlBCKAWeocAg1PIi8U7XL52cfNvy1zeqd",
+	"lpDENERWaS9FFU6dLXlArtV9+dI1PwLqpGvhiDeCoGp5Fr3uSzFabn1WfN05O/sWvq+pTtViIxzbd7HV",
+	"vbZBA6eLyJeT7L1r38vF8xLnZXb8fYpYBWUKi7zijB0z5HRe4PeCTKqUxX5BrOdbN5VUwryHs85PZI6J",
+	"ujS5OO+SvohjcYlYYkIoOT1tv0TtElIuOAtpTPBHWUflh0wzapA9A0fQwMlVEIIMOx/V4UOqXEfjZ2RF",
+	"AZDuIVxm8+jWtgnlEzvQGKRigqNitugTFe8QUN9xAldMaeTNC5h0OOpuavCgQmBNNT5WblQEgn0hwf4g",
+	"0xgMQCISaDhEPGcRDFzRUYLgzsOlB82tgDZ7q/VwLVqvP4ONfv053erVg7AZrcJaf51u9MoCAVu9Depb",
+	"tN4/+/D8up5/Xl/gc3O1WnyUCHr+kBzS7eIeRSDZGKKWQTEZGjZQIVd7XdJJg2At/APh4hLlWa7OQs3G",
+	"SGuunZfpymoF94LqcLhrNtdOUBXcCLcCnDL4wEPCf5mG0Z28XRwvGw61DL1q2+ZNlFAjxrOv+cSplHQy",
+	"x25m8CqmqBpouXX9deGbu+FKgUM/D7E8NCRYVqssL+lniMhM7mYiiu6H+62DCHG7TiW30lcXbHUjyDLh",
+	"xrRvfhQ8nuRI371CpWSgSNfCnh9g0v1mAXyzAB4XnN8DMz8aqMzYotqIsC4T+1KDHGvEEEyj7tzGf0PK",
+	"UdX2gKihuOSEDijjt1kJq4HfXH1eveZv+LaEb6cn88Ww7suyyCkf974EIBqu9DbRtOeTmHEgfXAIyshR",
+	"OgAnkJ3PxQDjBjmCfqrwReMY6yIDdFsdLvQQJNkNTAe7TRIKrqWICzapT17uvfLJ6e9Xg9Xn7t8t9+/O",
+	"p4//bD7s2Qebm+7B5pZFqwXLrBkg8CkS3Z86nasgqOPf5/jnBf7ZxT97+LC53+lcPdvHj1v7nRSHN3+3",
+	"Pn38j/qnj//56Zd/q3/65d/P/raSUvdmBfAUOBdk83kiRTQzz9XnBp/l32/glLMC0zRa9Rumsc8gjvak",
+	"FHJpcKYpiyvcvL7Xxz7niWOH/N3x60OSCBNYIIw7771xG650nyKSfBo8RXLu1oxTlpKESjoCbdxv+EOj",
+	"ag2MFzUKduf53vsU5MRKkWHuWK3QMrPchVRhF+Bna6xig++Bxrj7S+3ZVDplkxUXd0/pFmZsl1XelIRC",
+	"Vg9n6GZz/QuSzUFB71VvgJZpBSLro4AwZGAXQUSfUE1GQmmyERAtknoMY4jJdOOsTynY2iS9iQaFtitH",
+	"g5jRmCmIGh3eNgHQC0iMx9n4bq2POdQQ1WycUMgIpOnKOuJVFueKckFQnP1GMLvbvndVH4i6e/hOCd44",
+	"opcHoBQdGFV96NR6ecmvOVgpKPpGMNowJ9UkBqo0ERzyYFYu0nJh2JoXfB0+J/mQh8wQ+CYyzEDSZEgU",
+	"4GctpCIrZeFYM2/qIXR4j0VMQmiPj8CoB1HE+ED5JpghWeT2nykRU9z9lbvkaq3R4T8NmQaiEhoCWTnl",
+	"LBQRPFHEPD4/xsd2Coxnazfv2qHeCcbBTrr5PNjzOxw7Dl64EYKXbsgA/93f29+vkUgYaz0UqQ06uF4b",
+	"BOGHo3IkkUvJtAZuzqDDY6ZB0qIqyd0eTJMRUK6ss5OOTKRxb/dgp766uWp3TxCrmoAPGAc1p05WnRl9",
+	"A79NdcvCaqTQZjXI2+wEf/mXj3/58z99+vix/unjP9oO6p8+/tenX/710y9/dq3/9+PH//vv/zm7z7CV",
+	"/F80ZecFPScsIpSEMUNeDIdCKFDGHUwJh0tkyBapdI0VHGHWudXhK0f7u2RrY3O1lbuyOOsh0TzzyZhK",
+	"RrkmzeDqqtYgOyRLFcDjXg+2Ht4n9Sz/snZdf/t8i/bOSk/uck1lMbW5XTTLXt94RlyszkXpK4JPt6hi",
+	"QM2+uHOogAauZ/0+qGeVpjyEypGmum1Er9gI1dvG1pZhAfttveD5zmOXvqeZjqt71C6EWTi9nkh1qxdT",
+	"fuHdpTXNr1n3tyLaqZ++fACv2AWQbgHvdv1FpDdZKULYWqMsFjYWFQufBzm/rKx4APh7ZDykn+MdlPmx",
+	"3UbR7nCvr6sO3hjInzOH+/lBBpKG8AYkE9GxzQWYJ77vxSWJBR9Yn1RsMp7IBUCiyKWQF4wPyEoGnNYC",
+	"EtGJqjVIYFBzz0Ag64NWqMsokmoIjhQtO65ubK0Gjhjtk0r2XNxZUbXDxkdQcvck7BxxfksCRXyaf0fV",
+	"DMUHY5CsP6l0Cx3n/omFhJqdRMnHvTYj3Hwv5ex9Cu5nxK44jrWOl6SJ+zkCP88fxx7ec5FLY3eSLiS1",
+	"gEUVZfxf9DFUCeKSD3QmROMcHpWxtPEzgy3cK6oyZLbt4JqaKDzjJ9nbhEXKpOjRJAEqET2aFkIaRTvV",
+	"PdkEFkAPYRk9ZC0LhlX97EPT37zBp3hSOJ3p+PbMzmlonD0P5g+YEmUlIFlbW9uysDpLaDMpVMqm7Oxu",
+	"kzGNUyt0mDPFRqnSpE/jGN+ZAJWKBEHQRAS9tbW1ZSQTWjdjkBoMsD492cW97ws5otpreRHVUNfMLHxu",
+	"wqfGo7acEB8xXnzavCPwNINuVRkUbBOexjGRMBJjs/JGlV8J37FJb9YwfjQ/U0lFVW7p7NQq/CslL8Ot",
+	"PoXb1rkkKY7u5WM4spkiqpCtZyXMTec0a/bfsB2LugEeLs5WpWB/NFrycyCMNdLaSbXvnkaRBJXn/TiL",
+	"ztjILk0OjCfBwJOV9pvxOiKQ9pvxZm27kJr7RBHj2ne9GReOhSkzzFKZAfV5uvHipriES2KiqriUaUIx",
+	"QiynRGYmubqxOUv2FQlLVgMeP3YoFZd7diOl7IqopMV/3HnVfun53sHOq/3XRwd7+Pnw9cn5/uvTQ/x8",
+	"tPfj6x/M072/f9M+Mp9O9g53Dk/OD9rHBzsnu9/jb4c/to9eHx7slR+3D49P9/fbu218frz7+s3ecSWe",
+	"s1M7ApXGS1OvW89tW1VY+VcKfF7Akmlr9wkrLh21e7Sgl6lDKZj4PSFioHyOdO17vj3UeRq2kcZUMj05",
+	"xlHsYm12+k5qnfFVEmzEuEtSXOnuvGn/sPcPx+c7Lw/ah+cnr3/YO+zWjNGUJwkTplSaJQtMgSTKALM4",
+	"swIz6FRpDbVObFY0430xP5E2dql8EjOlle+KVZSf22iUR8QYPAxUNg/rMBvRcMg4KLKy2yYJSyDGb36H",
+	"92h4kSbknegpnyRUam5jKjCQJtkazcEXNLwAHmVLUEauke6b18cn5ClNWN2EXKyl1e1wwV0a/DRBAiYW",
+	"6DU6vMNtUhqynxmBwFUIiXmLDE04hIRDCC+Ucy8zRSIRpiNrjJpjVh3e3XFFD6aPFnlhqwtsRpU5JvMR",
+	"ui3TceH4/FvPqcMzxH85FAqmmd3Oz29dufjM5rjZ9G6YLucJTu6qnhFk3bzbbRCbRtITqfX6UmJZgKwU",
+	"JEmNKHDHOKKcDkCZPJION+dolCfVlQ0zu8S8aME0WQ/WTRi0bw8gYpFxb5tcPXMQdkoucD5gY1yz9Vrn",
+	"pQ1DOgaysh6s1VqFILs1hnxiw9C4n5YUCTVTxfUNRRzZfTIoPqbhhfIJFxJ/jHGsWPC8tIVpBXGfrNCs",
+	"9Mk6yLgtHpl0uBtYoaIlMdXg6komtk8uONTsRzu3KeVTF/u1u9Yg7WwVHW6nn7FPcRkuZZJqsw5VvRBb",
+	"/4ZzN6jEzqeRbSszq7I9IpUbbw1JjLvGWIpKszgmtFD2UqrzKk+uw6ezczhJuQxKC1QRiBrmMp5aExPv",
+	"3lSp0SUrmVfYOLtLiUyzNX8dbqQNARoOiej3gUcIaUxs0/gnrW+4a13kMQuBW3xvEax30D4p+Ge9TCp5",
+	"vufc8F7LazaCRoBviQQ4TZjX8tYaQWPNxV2NgM4FDX4ZgJ6XjodwiaswyebWuMwqSSjp4YaYgKHx1Gxb",
+	"7DgS0m3liOpw6NtgVvcV4xddYkO9edYW7vrp0asMwnK40iShAyArXQnxHzoePul43Vqjw7vWTWwSQQFN",
+	"WZMaRq2MGwkjylw/2d4jz9OBRPY3tN/9bq8oXD+w6NptcS5pUHt6r5jSLuvT7JaLcyuv9faDiWjnEWx3",
+	"Hrnm9Res1ilCxOouy1ho0X5nQBF2Ph/zFH1is2HzkjI/KyhDTVo1G+eiX3Qa5SSem5ZYTJRZrN8C3Lmp",
+	"08r8mS/We9HcXrTbUkLbTR3HbMR0qcsI+tSAbjR8c9dws+QWbs67hSuOPKHvU9gmoUgmKG37UowMm5R5",
+	"0vFOImHMRKoMH95EDmEqlZCl6S4eXi262n5f4V24PvPLNdyrQXBLuVxWJpe7496W/LzearC6Xg+a9ebG",
+	"STNorQWtIPhjdZ7V1JH4jnLwZr0Xpwoiq/1SLUZG+kSQxGIyMpXnc+ZLVa5QwUbBiW1UTGyaiTlNwLRe",
+	"5GUipCW/UJ5yMk2m9LAPr1wmlW/VanDSXG8F2YyKNVFec2u10dx83mg2mlN62G2TNw7/TrPdWt57dY6o",
+	"5Pzq6upqGudrTXPxVcXeuyjDeRDgAFObpuRlRRqZ0t5CoQaXpzyfTz+TQj9fk4tqzNVhIEopasRyWSjy",
+	"U4V/3OLnVMYWPW+Tkm5zHheHqIz2M2hSNUr8VVWwu24Zo2rVOQM9LdyAYJo0725Sqn42jdbubjQt7L/2",
+	"vY1FZpZX2psGawvNKy9QNiZnOhpROXEae2qcGWUvEpc502exUd6+p+lAuUhXPauNmLUqDJsVA2HXvpcI",
+	"VQGNbP67Kpo9lEd+ZrzY1BRJuaImh8cnNA9soKydJGgIWbsIUciJMWjdCyHlpAckzUROAnLElEmwKNhx",
+	"UsRAqFJsYISMMr3ANEOeqWnavAW0xQLBQsp8zYIqkDbPtwoTFUtGPOsbAKVfiGiyjGz+8HVkarU0rBRe",
+	"NwmcRbV9ZQ1P2ZviQpgzOq653D5+U3GLqrjldNQ0X770U3N1bX1j89nzrYD2wgj6gyF7dxGPuEjeS6XT",
+	"8eXV5OeFVdyCccovQ4pZgc4NFwOg2LqkeSFho1hJY+KEJvHf1SRG7h4SVwfwq1ZB68HW3S3yK3awQXOB",
+	"IfI7TEyDjUUWUnH5w1fQkJYYXJKf01f3UIk2FwS7ntrRPQRIpg7G6cmy5pgvpVxafyxG7zfXbH4xAbwk",
+	"5pzhwKVKOee4dVp3XOBXAzcyf4dJpG6QPRoOv7Hxb5qN04RoQZpBMAW9LpHMJzSO3V1MaLV8IR53KV8F",
+	"Jp8tH7iEOK67a85yB5y9tSVLRFkNAueIM65Qd81LKCLobmce2Ceqw102rXG4ZqUAFsUaWylrjfBWptAg",
+	"O+RSChMStlFjO1yHd/Nwadc3bnhD9QYDG6evc3kYz7JG2AyjXgwKO3Qu87nQQoeXYwvFcLua8Ys/UaV4",
+	"whNVy2cYK0EGoMtzbOV1/dNYgTEFDSRjukG6M/Fds4Md3q0K8nazkIVx9WRYwu15Ccd1Z/ymjQ7fFaa6",
+	"QII1N7KQDFNWxrRIHpT2Sb4An8xMz+/wqpn5xIWufeIi1z6piEdXWSHFnIoH0iJVaRsL6Y/gC0/BBd1v",
+	"wG1jkBEL9a9dev+2hTHyBqGFHBXL3/eQuU6+loXuBxZdFyIzZVb4DnSBDx6IEu+2HVbczYRaucXXfvWA",
+	"Yv3uFvmNil+Bqr4DW71wf5Ce+60qIleu5jKLZ0TerGBbLsZjgiVnxsEfVmR5mKKV6bVtqFAU6G3S5Wkc",
+	"d0kYm5xTyoveOogjG0DNrxPNg8s9yC5IJSvrwVYWnXb3ONpgsQlvFWLNVJEeAM9uIa3SKsU81QfSKlWp",
+	"sI+sVW7nZVf9bq8B+20x8DcTYkZrmRQLatG2ybjxSYEgfJKluPl5PkjmayOpMjkdLqHty9gWqOaeWna3",
+	"t2k8ntSqtGVO6AUoAv2+cdXzaWqCTQOzzNcgpkzK3p1XklVme1V+q7NJQpgaQI056VMst3og6VNV0XXt",
+	"xM9XkTaFDfvNSZvftPCwlGSFxxdlf6OdfxXsbxNCp+XQmVUOiSpW/D3Jo3W+s/d9UjCrfStYO/wGyWol",
+	"6IxkRVnhUMxKymNQqnS1HVMdPmBj4LUG+cndz9udr1jslgoTmZpelWddRNvWCcO03+HFN91IhYuRTd8N",
+	"8prHEwRpNqhRxlb2fiDgHe4AVn7tu4thZo8RsNmEykumoFaFw4pFnw8lCSvqSislYfOLDblQGMbRmp8d",
+	"TelGs79m7+03rPZ54tbG7a1BYxN4Da2ggZjde24yDZws+jyZbFPFf77R5/C9+/0BcYO7vOcGNkmkCFEq",
+	"MkXSpFGqO/Bab8/KKSFj4KCKIDVfjPLOzHpdamxjQkfxbY6W1wnwnYQdJxAut/as42Ja38x1HKbvN22y",
+	"1gjynPzCVUp5hUXlfmSNpw1v25KTYt6/T6gq/vcHl2gopyx2CYJM37ZxRsLfTCdH9uevQiZmbKKFK464",
+	"PxPesInYP0PCslds5/9zgcP4tdu2LSuDvtOzd5xz84PtYDbEDZTlpvrNmff5zjw93U7SgyFDg3AGP2eE",
+	"8avw7BXzoM9mWKFc1PX2DGG0W0RenZArnmv/w0yud+lZgT2uz67/PwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

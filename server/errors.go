@@ -12,12 +12,13 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/labstack/echo/v4"
 
+	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/gen"
-	"github.com/qs/apikeys/store"
 )
 
-// problem is an error that knows its RFC 9457 rendering. Handlers return it for expected
-// failures; anything else that reaches the edge is translated by toProblem.
+// problem is an error that knows its RFC 9457 rendering. The edge returns it for failures of
+// HTTP itself (headers, media types, query strings); the use cases' errors are translated by
+// toProblem.
 type problem struct {
 	status int
 	detail string
@@ -38,39 +39,45 @@ func fieldError(in gen.FieldErrorIn, field, detail string) gen.FieldError {
 	return gen.FieldError{In: in, Field: field, Detail: detail}
 }
 
-func unauthorized(detail string) error {
-	return &problem{status: http.StatusUnauthorized, detail: detail,
-		authenticate: `Bearer realm="apikeys", error="invalid_token"`}
+// statusOf is the one table from the domain's error codes to HTTP statuses.
+var statusOf = map[string]int{
+	apikeys.EINVALID:         http.StatusBadRequest,
+	apikeys.EUNAUTHENTICATED: http.StatusUnauthorized,
+	apikeys.EFORBIDDEN:       http.StatusForbidden,
+	apikeys.ENOTFOUND:        http.StatusNotFound,
+	apikeys.ECONFLICT:        http.StatusConflict,
+	apikeys.ETOOLARGE:        http.StatusRequestEntityTooLarge,
+	apikeys.EUNAVAILABLE:     http.StatusServiceUnavailable,
 }
 
-func forbidden(detail string) error {
-	return &problem{status: http.StatusForbidden, detail: detail}
-}
-
-func conflict(detail string) error {
-	return &problem{status: http.StatusConflict, detail: detail}
-}
-
-func notFound(detail string) error {
-	return &problem{status: http.StatusNotFound, detail: detail}
-}
-
-// toProblem is the one table that maps every error the server can meet to a problem:
-// our own problems, domain errors from the store, and Echo's and the validator's errors.
-// Only internal errors are logged, and their text never reaches the client.
+// toProblem maps every error the server can meet to a problem: the edge's own problems,
+// the domain's errors (through statusOf), and Echo's and the validator's errors. Only
+// internal errors are logged, and their text never reaches the client.
 func toProblem(err error, log *slog.Logger, r *http.Request) *problem {
-	var p *problem
-	var he *echo.HTTPError
+	var (
+		p  *problem
+		de *apikeys.Error
+		he *echo.HTTPError
+	)
 	switch {
 	case errors.As(err, &p):
 		return p
-	case errors.Is(err, store.ErrNotFound):
-		return &problem{status: http.StatusNotFound, detail: "no such resource"}
-	case errors.Is(err, store.ErrConflict):
-		// The store's conflict messages are its own sentences, never a driver's.
-		return &problem{status: http.StatusConflict, detail: strings.TrimPrefix(err.Error(), store.ErrConflict.Error()+": ")}
-	case errors.Is(err, store.ErrInvalid):
-		return &problem{status: http.StatusBadRequest, detail: strings.TrimPrefix(err.Error(), store.ErrInvalid.Error()+": ")}
+	case errors.As(err, &de) && statusOf[de.Code] != 0:
+		out := &problem{status: statusOf[de.Code], detail: de.Detail}
+		for _, f := range de.Fields {
+			in := gen.Body
+			if !strings.HasPrefix(f.Field, "/") {
+				in = gen.Query // the use cases name query parameters bare, body fields as pointers
+			}
+			out.fields = append(out.fields, fieldError(in, f.Field, f.Detail))
+		}
+		switch de.Code {
+		case apikeys.EUNAUTHENTICATED:
+			out.authenticate = `Bearer realm="apikeys", error="invalid_token"`
+		case apikeys.EUNAVAILABLE:
+			out.retryAfter = "1"
+		}
+		return out
 	case errors.As(err, &he):
 		return fromHTTPError(he, log, r)
 	default:
@@ -100,10 +107,8 @@ func fromHTTPError(he *echo.HTTPError, log *slog.Logger, r *http.Request) *probl
 	case http.StatusRequestEntityTooLarge:
 		detail = "the request body is too large"
 	case http.StatusUnsupportedMediaType:
-		// The validator accepted the media type (it compares case-insensitively) but
-		// Echo's binder did not: either way it is a bad request header.
-		return &problem{status: http.StatusBadRequest, detail: "the body must be sent as Content-Type: application/json",
-			fields: []gen.FieldError{fieldError(gen.Header, "Content-Type", "must be application/json")}}
+		return &problem{status: he.Code, detail: "the body must be sent as Content-Type: application/json (UTF-8)",
+			fields: []gen.FieldError{fieldError(gen.Header, "Content-Type", "must be application/json, in UTF-8")}}
 	case http.StatusBadRequest:
 		if msg, ok := he.Message.(string); ok && msg != "" {
 			detail = firstLine(msg)

@@ -25,6 +25,7 @@ import (
 	"github.com/qs/apikeys/internal/testdb"
 	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/server"
+	"github.com/qs/apikeys/service"
 	"github.com/qs/apikeys/store"
 )
 
@@ -60,6 +61,7 @@ type env struct {
 	t      testing.TB
 	engine string
 	srv    *server.Server
+	svc    *service.Service
 	http   *httptest.Server
 	store  *store.Store
 	clock  *clock
@@ -104,23 +106,24 @@ func newEnv(t testing.TB, engine string, hash keys.Params) *env {
 }
 
 // newServerWith starts a server on st, which tests may wrap to inject failures.
-func newServerWith(t testing.TB, st server.Store, hash keys.Params) *env {
+func newServerWith(t testing.TB, st apikeys.KeyStore, hash keys.Params) *env {
 	t.Helper()
 	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}}
 	e.clock.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	var err error
-	e.srv, err = server.New(server.Config{
-		Store: st, AdminToken: adminToken, Hash: hash, Spec: apikeys.OpenAPI, Now: e.clock.Now,
-		Logger:             slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		UsageFlushInterval: time.Hour, // tests flush explicitly
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.svc = service.New(service.Config{
+		Store: st, AdminToken: adminToken, Hasher: keys.NewHasher(hash, 0, 0), Now: e.clock.Now,
+		Logger: log, UsageFlushInterval: time.Hour, // tests flush explicitly
 	})
+	var err error
+	e.srv, err = server.New(server.Config{Service: e.svc, Spec: apikeys.OpenAPI, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.http = httptest.NewServer(e.srv)
 	t.Cleanup(func() {
 		e.http.Close()
-		e.srv.Close(context.Background())
+		e.svc.Close(context.Background())
 	})
 	return e
 }

@@ -184,7 +184,7 @@ func TestSeedRequestsGiveSeedResponses(t *testing.T) {
 		if v["valid"] != true {
 			t.Fatalf("verify: %v", v)
 		}
-		if err := e.srv.Flush(context.Background()); err != nil {
+		if err := e.svc.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		r = e.do(list.method, list.path, adminToken, nil)

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/internal/testdb"
 	"github.com/qs/apikeys/keys"
+	"github.com/qs/apikeys/server"
+	"github.com/qs/apikeys/service"
 	"github.com/qs/apikeys/store"
 )
 
@@ -23,12 +25,14 @@ func TestBusyHashSlotsAnswer503(t *testing.T) {
 	}
 	defer st.Close()
 	const admin = "slots-admin-token-0123456789"
-	s, err := New(Config{Store: st, AdminToken: admin, Spec: apikeys.OpenAPI, HashWait: 50 * time.Millisecond,
-		Hash: keys.Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}})
+	// One slot, which the test holds to saturate the hasher.
+	hasher := keys.NewHasher(fastHash, 1, 50*time.Millisecond)
+	svc := service.New(service.Config{Store: st, AdminToken: admin, Hasher: hasher})
+	defer svc.Close(context.Background())
+	s, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close(context.Background())
 	call := func(path, token, body string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("POST", path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -43,9 +47,7 @@ func TestBusyHashSlotsAnswer503(t *testing.T) {
 	}
 	secret := strings.Split(strings.Split(created.Body.String(), `"secretKey":"`)[1], `"`)[0]
 
-	for range cap(s.hashSlots) {
-		s.hashSlots <- struct{}{}
-	}
+	release := keys.HoldSlotsForTest(hasher)
 	verify := `{"key":"` + secret + `"}`
 	for name, w := range map[string]*httptest.ResponseRecorder{
 		"verify":        call("/api-keys/verify", admin, verify),
@@ -61,9 +63,7 @@ func TestBusyHashSlotsAnswer503(t *testing.T) {
 	if w := call("/api-keys/verify", admin, `{"key":"qs_live_nope"}`); w.Code != 200 {
 		t.Errorf("malformed key with every slot busy: %d", w.Code)
 	}
-	for range cap(s.hashSlots) {
-		<-s.hashSlots
-	}
+	release()
 	if w := call("/api-keys/verify", secret, verify); w.Code != 200 || !strings.Contains(w.Body.String(), `"VALID"`) {
 		t.Errorf("after the slots freed: %d %s", w.Code, w.Body)
 	}

@@ -2,14 +2,13 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/qs/apikeys"
 )
 
 const keyColumns = `id, subject_id, tenant_id, environment_id, name, description, lookup_handle,
@@ -46,8 +45,9 @@ type keyRow struct {
 	ReplacedByID       dbText `db:"replaced_by_id"`
 }
 
-func (r *keyRow) key() (Key, error) {
-	k := Key{
+// key converts the row into the domain's Key.
+func (r *keyRow) key() (apikeys.Key, error) {
+	k := apikeys.Key{
 		ID: r.ID, SubjectID: r.SubjectID, TenantID: r.TenantID.S, EnvironmentID: r.EnvironmentID.S,
 		Name: r.Name, Description: r.Description.S, Handle: r.Handle, Prefix: r.Prefix,
 		LastFour: r.LastFour, Hash: r.Hash, HashAlgo: r.HashAlgo,
@@ -55,31 +55,32 @@ func (r *keyRow) key() (Key, error) {
 		ExpiresAt: r.ExpiresAt.ptr(), IntendedUse: r.IntendedUse.S, LastUsedAt: r.LastUsedAt.ptr(),
 		LastUsedIP: r.LastUsedIP.S, RevokedAt: r.RevokedAt.ptr(), RevokedBySubjectID: r.RevokedBySubjectID.S,
 		RevokedReason: r.RevokedReason.S, RotatedFromID: r.RotatedFromID.S, ReplacedByID: r.ReplacedByID.S,
-		Scopes: []string{},
+		Scopes: []apikeys.Scope{},
 	}
 	if r.Metadata.Valid {
-		k.Metadata = []byte(r.Metadata.S)
+		k.Metadata = apikeys.Metadata(r.Metadata.S)
 	}
 	if r.Scopes.Valid && r.Scopes.S != "" {
 		if err := json.Unmarshal([]byte(r.Scopes.S), &k.Scopes); err != nil {
-			return Key{}, fmt.Errorf("key %s: scopes: %w", r.ID, err)
+			return apikeys.Key{}, fmt.Errorf("key %s: scopes: %w", r.ID, err)
 		}
 	}
 	return k, nil
 }
 
-func scopesJSON(scopes []string) string {
+// scopesJSON renders scopes as the JSON array both databases keep ("[]" for none).
+func scopesJSON(scopes []apikeys.Scope) string {
 	if scopes == nil {
-		scopes = []string{}
+		scopes = []apikeys.Scope{}
 	}
-	b, _ := json.Marshal(scopes) // a []string always marshals
+	b, _ := json.Marshal(scopes) // a []Scope (strings) always marshals
 	return string(b)
 }
 
 // CreateKeys inserts keys, and for each key whose subject is new (NewSubject true) that
 // subject, all in one transaction: either every key is stored or none is.
-// Returns ErrConflict when an id or lookup handle is taken.
-func (s *Store) CreateKeys(ctx context.Context, keys []NewKey) error {
+// Returns ECONFLICT when a key id, subject id or lookup handle is taken.
+func (s *Store) CreateKeys(ctx context.Context, keys []apikeys.NewKey) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		for _, nk := range keys {
 			if nk.NewSubject {
@@ -98,13 +99,8 @@ func (s *Store) CreateKeys(ctx context.Context, keys []NewKey) error {
 	})
 }
 
-// NewKey is a key to create; NewSubject asks for its subject to be created with it.
-type NewKey struct {
-	Key
-	NewSubject bool
-}
-
-func (s *Store) insertKey(ctx context.Context, tx *sqlx.Tx, k *Key) error {
+// insertKey inserts k as a new row.
+func (s *Store) insertKey(ctx context.Context, tx *sqlx.Tx, k *apikeys.Key) error {
 	_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		k.ID, k.SubjectID, nullString(k.TenantID), nullString(k.EnvironmentID), k.Name,
@@ -116,75 +112,39 @@ func (s *Store) insertKey(ctx context.Context, tx *sqlx.Tx, k *Key) error {
 	return s.translate(err)
 }
 
-// GetKey returns the key with the given id, or ErrNotFound.
-func (s *Store) GetKey(ctx context.Context, id string) (Key, error) {
+// GetKey returns the key with the given id, or ENOTFOUND.
+func (s *Store) GetKey(ctx context.Context, id string) (apikeys.Key, error) {
 	return s.getKey(ctx, s.db, "id", id, false)
 }
 
-// GetKeyByHandle returns the key whose token carries handle, or ErrNotFound. It is the
+// GetKeyByHandle returns the key whose token carries handle, or ENOTFOUND. It is the
 // verification path's only query and is served by a unique index.
-func (s *Store) GetKeyByHandle(ctx context.Context, handle string) (Key, error) {
+func (s *Store) GetKeyByHandle(ctx context.Context, handle string) (apikeys.Key, error) {
 	return s.getKey(ctx, s.db, "lookup_handle", handle, false)
 }
 
-func (s *Store) getKey(ctx context.Context, q sqlx.QueryerContext, column, value string, forUpdate bool) (Key, error) {
+// getKey loads the key whose column equals value, locking its row when forUpdate (SQLite
+// needs no lock: its write transactions take the database at BEGIN). ENOTFOUND.
+func (s *Store) getKey(ctx context.Context, q sqlx.QueryerContext, column, value string, forUpdate bool) (apikeys.Key, error) {
 	query := "SELECT " + keyColumns + " FROM api_keys WHERE " + column + " = ?"
 	if forUpdate && s.dialect == postgres {
 		query += " FOR UPDATE"
 	}
 	var r keyRow
 	if err := sqlx.GetContext(ctx, q, &r, s.db.Rebind(query), value); err != nil {
-		return Key{}, s.translate(err)
+		what := "id"
+		if column == "lookup_handle" {
+			what = "lookup handle"
+		}
+		return apikeys.Key{}, s.notFound(err, "no API key has this "+what)
 	}
 	return r.key()
 }
 
-// Filter selects keys for ListKeys. Empty fields do not filter.
-type Filter struct {
-	TenantID           string
-	EnvironmentID      string
-	SubjectID          string
-	CreatedBySubjectID string
-	IntendedUse        string
-	Status             Status
-	// Now is the instant status is evaluated at, so that a list agrees with a Get made
-	// at the same instant.
-	Now time.Time
-	// Limit is the page size; ListKeys returns at most Limit keys.
-	Limit int
-	// After continues a previous page: only keys strictly older than it are returned.
-	After *Cursor
-}
-
-// Cursor is a position in the newest-first order of keys.
-type Cursor struct {
-	CreatedAt time.Time
-	ID        string
-}
-
-// String encodes the cursor as an opaque URL-safe token.
-func (c Cursor) String() string {
-	raw := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "|" + c.ID
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
-}
-
-// ParseCursor decodes a token made by Cursor.String. Returns ErrInvalid for anything else.
-func ParseCursor(s string) (Cursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return Cursor{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
-	}
-	micros, id, ok := strings.Cut(string(raw), "|")
-	n, err := strconv.ParseInt(micros, 10, 64)
-	if !ok || err != nil || n < 0 || !strings.HasPrefix(id, "apk_") || len(id) > 64 {
-		return Cursor{}, fmt.Errorf("%w: cursor is not valid", ErrInvalid)
-	}
-	return Cursor{CreatedAt: time.UnixMicro(n).UTC(), ID: id}, nil
-}
-
 // ListKeys returns up to f.Limit keys matching f, newest first, and a cursor for the next
-// page when more keys may follow. Every condition is evaluated in SQL.
-func (s *Store) ListKeys(ctx context.Context, f Filter) ([]Key, *Cursor, error) {
+// page when more keys may follow. Every condition is evaluated in SQL. EINVALID for an
+// unknown status or a limit below 1.
+func (s *Store) ListKeys(ctx context.Context, f apikeys.KeyFilter) ([]apikeys.Key, *apikeys.Cursor, error) {
 	query, args, err := s.listQuery(f)
 	if err != nil {
 		return nil, nil, err
@@ -193,13 +153,13 @@ func (s *Store) ListKeys(ctx context.Context, f Filter) ([]Key, *Cursor, error) 
 	if err := s.db.SelectContext(ctx, &rows, query, args...); err != nil {
 		return nil, nil, s.translate(err)
 	}
-	var next *Cursor
+	var next *apikeys.Cursor
 	if len(rows) > f.Limit {
 		rows = rows[:f.Limit]
 		last := rows[len(rows)-1]
-		next = &Cursor{CreatedAt: last.CreatedAt.T, ID: last.ID}
+		next = &apikeys.Cursor{CreatedAt: last.CreatedAt.T, ID: last.ID}
 	}
-	out := make([]Key, 0, len(rows))
+	out := make([]apikeys.Key, 0, len(rows))
 	for i := range rows {
 		k, err := rows[i].key()
 		if err != nil {
@@ -212,7 +172,7 @@ func (s *Store) ListKeys(ctx context.Context, f Filter) ([]Key, *Cursor, error) 
 
 // listQuery builds ListKeys' statement, rebound for the driver. It asks for one row more
 // than the limit so that ListKeys knows whether another page follows.
-func (s *Store) listQuery(f Filter) (string, []any, error) {
+func (s *Store) listQuery(f apikeys.KeyFilter) (string, []any, error) {
 	var (
 		where []string
 		args  []any
@@ -231,24 +191,26 @@ func (s *Store) listQuery(f Filter) (string, []any, error) {
 	now := formatTime(f.Now)
 	switch f.Status {
 	case "":
-	case StatusRevoked:
+	case apikeys.StatusRevoked:
 		where = append(where, "revoked_at IS NOT NULL")
-	case StatusExpired:
+	case apikeys.StatusExpired:
 		where = append(where, "revoked_at IS NULL", "expires_at <= ?")
 		args = append(args, now)
-	case StatusActive:
+	case apikeys.StatusActive:
 		where = append(where, "revoked_at IS NULL", "(expires_at IS NULL OR expires_at > ?)")
 		args = append(args, now)
 	default:
-		return "", nil, fmt.Errorf("%w: unknown status %q", ErrInvalid, f.Status)
+		return "", nil, apikeys.Invalid("the status filter must be active, revoked or expired")
 	}
 	if f.After != nil {
-		where = append(where, "(created_at < ? OR (created_at = ? AND id < ?))")
-		at := formatTime(f.After.CreatedAt)
-		args = append(args, at, at, f.After.ID)
+		// A row-value comparison rather than its expansion (created_at < ? OR (created_at
+		// = ? AND id < ?)): PostgreSQL can then start the index scan at the cursor instead
+		// of filtering from the newest row on. SQLite has row values since 3.15.
+		where = append(where, "(created_at, id) < (?, ?)")
+		args = append(args, formatTime(f.After.CreatedAt), f.After.ID)
 	}
 	if f.Limit < 1 {
-		return "", nil, fmt.Errorf("%w: limit must be positive", ErrInvalid)
+		return "", nil, apikeys.Invalid("the page size must be at least 1")
 	}
 	query := "SELECT " + keyColumns + " FROM api_keys"
 	if len(where) > 0 {
@@ -263,9 +225,9 @@ func (s *Store) listQuery(f Filter) (string, []any, error) {
 // concurrent writers, lets fn change it, and stores the mutable fields fn may have
 // changed (name, description, metadata, expiry, intended use, scopes, revocation and
 // replacement). If fn returns an error nothing is written and that error is returned.
-// Returns ErrNotFound when no key has the id.
-func (s *Store) UpdateKey(ctx context.Context, id string, fn func(k *Key) error) (Key, error) {
-	var out Key
+// Returns ENOTFOUND when no key has the id.
+func (s *Store) UpdateKey(ctx context.Context, id string, fn func(k *apikeys.Key) error) (apikeys.Key, error) {
+	var out apikeys.Key
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		k, err := s.getKey(ctx, tx, "id", id, true)
 		if err != nil {
@@ -283,7 +245,8 @@ func (s *Store) UpdateKey(ctx context.Context, id string, fn func(k *Key) error)
 	return out, err
 }
 
-func (s *Store) writeKey(ctx context.Context, tx *sqlx.Tx, k *Key) error {
+// writeKey stores the mutable fields of k over its row.
+func (s *Store) writeKey(ctx context.Context, tx *sqlx.Tx, k *apikeys.Key) error {
 	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE api_keys SET name = ?, description = ?, metadata = ?,
 		expires_at = ?, intended_use = ?, scopes = ?, updated_at = ?, revoked_at = ?,
 		revoked_by_subject_id = ?, revoked_reason = ?, replaced_by_id = ? WHERE id = ?`),
@@ -297,9 +260,9 @@ func (s *Store) writeKey(ctx context.Context, tx *sqlx.Tx, k *Key) error {
 // (held against concurrent writers), changes it (typically setting ReplacedByID and a
 // revocation or shortened expiry) and returns the new key, which is inserted for the same
 // subject. If fn returns an error nothing is written and that error is returned.
-// Returns ErrNotFound when no key has the id, ErrConflict when the new key's id or handle
-// is taken.
-func (s *Store) RotateKey(ctx context.Context, id string, fn func(old *Key) (Key, error)) (old, replacement Key, err error) {
+// Returns ENOTFOUND when no key has the id, ECONFLICT when the new key's id or handle is
+// taken.
+func (s *Store) RotateKey(ctx context.Context, id string, fn func(old *apikeys.Key) (apikeys.Key, error)) (old, replacement apikeys.Key, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		k, err := s.getKey(ctx, tx, "id", id, true)
 		if err != nil {
@@ -324,7 +287,7 @@ func (s *Store) RotateKey(ctx context.Context, id string, fn func(old *Key) (Key
 
 // RecordUsage stores the latest use of each key in one transaction. A use older than the
 // one already recorded is ignored, so batches may arrive out of order.
-func (s *Store) RecordUsage(ctx context.Context, uses []Usage) error {
+func (s *Store) RecordUsage(ctx context.Context, uses []apikeys.Usage) error {
 	if len(uses) == 0 {
 		return nil
 	}
@@ -345,8 +308,8 @@ func (s *Store) RecordUsage(ctx context.Context, uses []Usage) error {
 	})
 }
 
-// GetSubject returns the subject with the given id, or ErrNotFound.
-func (s *Store) GetSubject(ctx context.Context, id string) (Subject, error) {
+// GetSubject returns the subject with the given id, or ENOTFOUND.
+func (s *Store) GetSubject(ctx context.Context, id string) (apikeys.Subject, error) {
 	var r struct {
 		ID            string `db:"id"`
 		Type          string `db:"type"`
@@ -357,7 +320,7 @@ func (s *Store) GetSubject(ctx context.Context, id string) (Subject, error) {
 	err := s.db.GetContext(ctx, &r, s.db.Rebind(
 		"SELECT id, type, tenant_id, environment_id, created_at FROM subjects WHERE id = ?"), id)
 	if err != nil {
-		return Subject{}, s.translate(err)
+		return apikeys.Subject{}, s.notFound(err, "no subject has this id")
 	}
-	return Subject{ID: r.ID, Type: r.Type, TenantID: r.TenantID.S, EnvironmentID: r.EnvironmentID.S, CreatedAt: r.CreatedAt.T}, nil
+	return apikeys.Subject{ID: r.ID, Type: r.Type, TenantID: r.TenantID.S, EnvironmentID: r.EnvironmentID.S, CreatedAt: r.CreatedAt.T}, nil
 }

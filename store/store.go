@@ -1,8 +1,10 @@
 // Package store keeps API keys and their subjects in PostgreSQL or SQLite through sqlx.
 //
-// Both databases run the same queries (written with '?' placeholders and rebound per
-// driver) and the same conformance suite. Driver errors never leave this package: they are
-// translated into ErrNotFound, ErrConflict or wrapped internal errors.
+// Store implements apikeys.KeyStore. Both databases run the same queries (written with '?'
+// placeholders and rebound per driver) and the same conformance suite, store/storetest.
+// Driver errors never leave this package as such: they are translated into *apikeys.Error
+// (ENOTFOUND, ECONFLICT, EINVALID), and anything else is an internal error whose message is
+// for logs only.
 package store
 
 import (
@@ -24,88 +26,12 @@ import (
 	"github.com/lib/pq"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/qs/apikeys"
 )
 
-// Domain errors. Every exported method documents which of them it returns; anything else
-// is an internal failure that the caller should log and report as such.
-var (
-	// ErrNotFound means no row matched.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict means the write collides with existing data, such as a taken key id.
-	ErrConflict = errors.New("conflict")
-	// ErrInvalid means an argument cannot be used, such as a corrupted cursor.
-	ErrInvalid = errors.New("invalid")
-)
-
-// Status is the state of a key at a given instant.
-type Status string
-
-// The statuses a key can have. Expired is derived from ExpiresAt and is never stored.
-const (
-	StatusActive  Status = "active"
-	StatusRevoked Status = "revoked"
-	StatusExpired Status = "expired"
-)
-
-// Key is a stored API key. Empty strings stand for absent optional text fields.
-type Key struct {
-	ID                 string
-	SubjectID          string
-	TenantID           string
-	EnvironmentID      string
-	Name               string
-	Description        string
-	Handle             string // the lookup handle carried inside the token
-	Prefix             string
-	LastFour           string
-	Hash               string // argon2id PHC string; never the secret itself
-	HashAlgo           string
-	CreatedBySubjectID string
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
-	ExpiresAt          *time.Time
-	IntendedUse        string
-	Metadata           []byte // a JSON object, or nil
-	Scopes             []string
-	LastUsedAt         *time.Time
-	LastUsedIP         string
-	RevokedAt          *time.Time
-	RevokedBySubjectID string
-	RevokedReason      string
-	RotatedFromID      string
-	ReplacedByID       string
-}
-
-// StatusAt reports the key's status at now: revoked wins over expired, and a key is
-// expired from the instant its ExpiresAt is reached.
-func (k *Key) StatusAt(now time.Time) Status {
-	switch {
-	case k.RevokedAt != nil:
-		return StatusRevoked
-	case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
-		return StatusExpired
-	default:
-		return StatusActive
-	}
-}
-
-// Subject is the identity behind one or more keys (a key and its rotations).
-type Subject struct {
-	ID            string
-	Type          string
-	TenantID      string
-	EnvironmentID string
-	CreatedAt     time.Time
-}
-
-// Usage is one successful verification to be recorded on a key.
-type Usage struct {
-	KeyID string
-	At    time.Time
-	IP    string
-}
-
-// Store is a handle on the database. It is safe for concurrent use.
+// Store is a handle on the database, the service's apikeys.KeyStore in production. It is
+// safe for concurrent use.
 type Store struct {
 	db      *sqlx.DB
 	dialect dialect
@@ -117,6 +43,9 @@ const (
 	postgres dialect = iota
 	sqliteDialect
 )
+
+// Store is the KeyStore of the use cases; this fails to compile when the two drift apart.
+var _ apikeys.KeyStore = (*Store)(nil)
 
 var bindOnce sync.Once
 
@@ -270,24 +199,26 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error
 	return s.translate(tx.Commit())
 }
 
-// translate turns driver errors into domain errors; the driver's message stays inside the
-// wrapped error for logs and never reaches a client.
+// translate turns driver errors into domain errors: sql.ErrNoRows is ENOTFOUND, a unique
+// violation ECONFLICT and a PostgreSQL data exception EINVALID, each with a sentence of this
+// package's own (never the driver's message, which may quote the offending value). Any other
+// error is returned as it is, an internal failure for the caller to log.
 func (s *Store) translate(err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return apikeys.Errorf(apikeys.ENOTFOUND, "the requested record does not exist")
 	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
 		switch {
 		case pqErr.Code == "23505":
-			return fmt.Errorf("%w: %s", ErrConflict, conflictWhat(pqErr.Constraint))
+			return apikeys.Errorf(apikeys.ECONFLICT, "%s", conflictWhat(pqErr.Constraint))
 		case pqErr.Code.Class() == "22":
 			// A data exception (a value PostgreSQL cannot store, such as NUL in text)
 			// is the client's input, which validation should have caught: never a 500.
-			return fmt.Errorf("%w: a value in the request cannot be stored", ErrInvalid)
+			return apikeys.Errorf(apikeys.EINVALID, "a value in the request cannot be stored")
 		}
 	}
 	var sqErr *sqlite.Error
@@ -300,12 +231,21 @@ func (s *Store) translate(err error) error {
 			} else if strings.Contains(sqErr.Error(), "subjects.") {
 				what = "subjects_pkey"
 			}
-			return fmt.Errorf("%w: %s", ErrConflict, conflictWhat(what))
+			return apikeys.Errorf(apikeys.ECONFLICT, "%s", conflictWhat(what))
 		}
 	}
 	return err
 }
 
+// notFound is translate for the lookup of one row, whose ENOTFOUND says what was missing.
+func (s *Store) notFound(err error, detail string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return apikeys.Errorf(apikeys.ENOTFOUND, "%s", detail)
+	}
+	return s.translate(err)
+}
+
+// conflictWhat is the ECONFLICT sentence for the unique constraint a write violated.
 func conflictWhat(constraint string) string {
 	switch constraint {
 	case "api_keys_pkey":

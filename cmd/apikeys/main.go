@@ -25,6 +25,7 @@ import (
 	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/server"
+	"github.com/qs/apikeys/service"
 	"github.com/qs/apikeys/store"
 )
 
@@ -148,16 +149,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer st.Close()
-	srv, err := server.New(server.Config{
-		Store: st, AdminToken: cfg.adminToken, KeyPrefix: cfg.prefix, Hash: cfg.hash,
-		Spec: apikeys.OpenAPI, Logger: log, UsageFlushInterval: cfg.flushInterval,
+	svc := service.New(service.Config{
+		Store: st, AdminToken: cfg.adminToken, KeyPrefix: cfg.prefix,
+		Hasher: keys.NewHasher(cfg.hash, 0, 0), Logger: log, UsageFlushInterval: cfg.flushInterval,
 	})
+	srv, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI, Logger: log})
 	if err != nil {
+		svc.Close(context.Background())
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		srv.Close(context.Background())
+		svc.Close(context.Background())
 		return err
 	}
 	hs := &http.Server{
@@ -176,7 +179,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
-		srv.Close(context.Background())
+		svc.Close(context.Background())
 		return err
 	case <-ctx.Done():
 	}
@@ -184,7 +187,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = hs.Shutdown(sctx)
-	if cerr := srv.Close(sctx); err == nil {
+	if cerr := svc.Close(sctx); err == nil {
 		err = cerr
 	}
 	return err

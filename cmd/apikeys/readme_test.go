@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/internal/testdb"
 	"github.com/qs/apikeys/store"
 )
@@ -197,7 +198,7 @@ func TestReadmeOnEveryDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			keys, _, err := st.ListKeys(context.Background(), store.Filter{Limit: 10, Now: time.Now(), IntendedUse: "ci-cd"})
+			keys, _, err := st.ListKeys(context.Background(), apikeys.KeyFilter{Limit: 10, Now: time.Now(), IntendedUse: "ci-cd"})
 			if err != nil || len(keys) != 2 {
 				t.Fatalf("walkthrough left %d keys (%v), want 2", len(keys), err)
 			}

@@ -1,4 +1,4 @@
-package server
+package service
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/qs/apikeys/store"
+	apikeys "github.com/qs/apikeys"
 )
 
 // usageRecorder keeps the latest use of each key in memory and writes them in one
@@ -17,7 +17,7 @@ type usageRecorder struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	pending map[string]store.Usage
+	pending map[string]apikeys.Usage
 
 	stop chan struct{}
 	done chan struct{}
@@ -26,11 +26,11 @@ type usageRecorder struct {
 
 // usageStore is the part of Store the recorder writes to.
 type usageStore interface {
-	RecordUsage(ctx context.Context, uses []store.Usage) error
+	RecordUsage(ctx context.Context, uses []apikeys.Usage) error
 }
 
 func newUsageRecorder(st usageStore, every time.Duration, log *slog.Logger) *usageRecorder {
-	u := &usageRecorder{store: st, log: log, pending: map[string]store.Usage{},
+	u := &usageRecorder{store: st, log: log, pending: map[string]apikeys.Usage{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go u.run(every)
 	return u
@@ -39,7 +39,7 @@ func newUsageRecorder(st usageStore, every time.Duration, log *slog.Logger) *usa
 func (u *usageRecorder) record(keyID string, at time.Time, ip string) {
 	u.mu.Lock()
 	if prev, ok := u.pending[keyID]; !ok || !at.Before(prev.At) {
-		u.pending[keyID] = store.Usage{KeyID: keyID, At: at, IP: ip}
+		u.pending[keyID] = apikeys.Usage{KeyID: keyID, At: at, IP: ip}
 	}
 	u.mu.Unlock()
 }
@@ -66,11 +66,11 @@ func (u *usageRecorder) run(every time.Duration) {
 // the same key arrived meanwhile, so that the next interval tries again.
 func (u *usageRecorder) flush(ctx context.Context) error {
 	u.mu.Lock()
-	batch := make([]store.Usage, 0, len(u.pending))
+	batch := make([]apikeys.Usage, 0, len(u.pending))
 	for _, use := range u.pending {
 		batch = append(batch, use)
 	}
-	u.pending = map[string]store.Usage{}
+	u.pending = map[string]apikeys.Usage{}
 	u.mu.Unlock()
 	if len(batch) == 0 {
 		return nil

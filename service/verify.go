@@ -1,0 +1,71 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	apikeys "github.com/qs/apikeys"
+)
+
+// VerifyRequest is a presented secret and what the calling service requires of it.
+type VerifyRequest struct {
+	Key            string // the token as presented; not parsed, so MALFORMED is a verdict
+	ClientIP       string // recorded as the key's last use
+	TenantID       string // "" requires nothing
+	EnvironmentID  string // "" requires nothing
+	RequiredScopes []apikeys.Scope
+}
+
+// Verdict is the outcome of a verification; Key is set only when Code is VALID.
+type Verdict struct {
+	Code apikeys.VerifyCode
+	Key  *apikeys.Key
+}
+
+// Verify checks a presented secret and answers with a verdict, in the documented order:
+// MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH, REVOKED, EXPIRED,
+// INSUFFICIENT_SCOPES. A wrong secret is NOT_FOUND whatever the state of the key, and so is
+// a key outside the caller's tenant (environment): nothing about a key is told to someone who
+// does not hold its secret, nor confirmed to a caller who may not see it.
+// EFORBIDDEN, EUNAVAILABLE.
+func (s *Service) Verify(ctx context.Context, p *apikeys.Principal, r VerifyRequest) (Verdict, error) {
+	if err := authorize(p, OpVerifyKey); err != nil {
+		return Verdict{}, err
+	}
+	k, code, err := s.lookup(ctx, r.Key)
+	if err != nil || code != apikeys.CodeValid {
+		return Verdict{Code: code}, err
+	}
+	ok, err := s.hasher.Verify(ctx, r.Key, k.Hash)
+	if err != nil {
+		return Verdict{}, hashError(err)
+	}
+	if !ok {
+		return Verdict{Code: apikeys.CodeNotFound}, nil
+	}
+	now := s.now()
+	if code := verdict(p, r, &k, now); code != apikeys.CodeValid {
+		return Verdict{Code: code}, nil
+	}
+	s.usage.record(k.ID, now, r.ClientIP)
+	return Verdict{Code: apikeys.CodeValid, Key: &k}, nil
+}
+
+// verdict applies, in order, the checks after the secret matched.
+func verdict(p *apikeys.Principal, r VerifyRequest, k *apikeys.Key, now time.Time) apikeys.VerifyCode {
+	switch {
+	case !p.SeesKey(k):
+		return apikeys.CodeNotFound
+	case r.TenantID != "" && r.TenantID != k.TenantID:
+		return apikeys.CodeTenantMismatch
+	case r.EnvironmentID != "" && r.EnvironmentID != k.EnvironmentID:
+		return apikeys.CodeEnvironmentMismatch
+	case k.StatusAt(now) == apikeys.StatusRevoked:
+		return apikeys.CodeRevoked
+	case k.StatusAt(now) == apikeys.StatusExpired:
+		return apikeys.CodeExpired
+	case !k.HasScopes(r.RequiredScopes):
+		return apikeys.CodeInsufficientScopes
+	}
+	return apikeys.CodeValid
+}
