@@ -74,6 +74,7 @@ func TestParseMetadata(t *testing.T) {
 		{`"x"`, ""},
 		{`{"a":`, ""},
 		{`{"a": "` + strings.Repeat("x", 4090) + `"}`, ""},
+		{`{"a": 1, "a": 2}`, ""},
 	} {
 		got, err := apikeys.ParseMetadata([]byte(tt.raw))
 		if tt.want == "" {
@@ -111,6 +112,17 @@ func TestCheckJSONText(t *testing.T) {
 		`{"a":"\ud83d"}`:           false,
 		"{\"a\":\"\xed\xa0\x80\"}": false, // CESU-8 surrogate bytes are invalid UTF-8
 		`{"a":"é"}`:                true,
+		`{"a":1,"a":2}`:            false,
+		`{"a":{"b":1,"b":1}}`:      false,
+		`[{"a":1},{"a":1}]`:        true,
+		`{"a":{"a":1}}`:            true,
+		`{"a":1}xyz`:               false,
+		`{"a":1}{"a":1}`:           false,
+		"{\"a\":1} \n\t":           true,
+		`{"a":1e999999}`:           false,
+		`[1e308, -1e308]`:          true,
+		`"x"`:                      true,
+		`{"a":`:                    false,
 	} {
 		if err := apikeys.CheckJSONText([]byte(raw)); (err == nil) != ok {
 			t.Errorf("CheckJSONText(%q) = %v, want ok %v", raw, err, ok)

@@ -19,9 +19,11 @@ import (
 // Characters refused in all text: C0 controls (but tab, line feed and carriage return in
 // multi-line text), DEL, C1 controls, the line and paragraph separators and the bidirectional
 // embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), which can make a name
-// display as something it is not. Text that must have content needs one character that is
-// neither white space (Unicode's White_Space) nor an invisible joiner or space (U+180E,
-// U+200B–U+200D, U+2060, U+FEFF).
+// display as something it is not. Text that must have content needs one character that is not
+// Blank: not white space (Unicode's White_Space) and not one of the characters that display as
+// nothing — soft hyphen, combining grapheme joiner, the Hangul and Khmer fillers, the Mongolian
+// vowel separator, zero-width spaces and joiners, directional marks (U+061C, U+200E, U+200F),
+// invisible operators (U+2060–U+2064), the blank Braille pattern (U+2800) and U+FEFF.
 
 // Length limits of text fields, in code points.
 const (
@@ -52,9 +54,10 @@ func refused(r rune, multiLine bool) bool {
 // Blank reports whether r shows nothing: Unicode white space or an invisible space or joiner.
 func Blank(r rune) bool {
 	switch {
-	case r >= 0x09 && r <= 0x0D, r == 0x20, r == 0x85, r == 0xA0, r == 0x1680, r == 0x180E,
-		r >= 0x2000 && r <= 0x200D, r == 0x2028, r == 0x2029, r == 0x202F, r == 0x205F,
-		r == 0x2060, r == 0x3000, r == 0xFEFF:
+	case r >= 0x09 && r <= 0x0D, r == 0x20, r == 0x85, r == 0xA0, r == 0xAD, r == 0x034F,
+		r == 0x061C, r == 0x115F, r == 0x1160, r == 0x1680, r == 0x17B4, r == 0x17B5, r == 0x180E,
+		r >= 0x2000 && r <= 0x200F, r == 0x2028, r == 0x2029, r == 0x202F,
+		r >= 0x205F && r <= 0x2064, r == 0x2800, r == 0x3000, r == 0x3164, r == 0xFEFF, r == 0xFFA0:
 		return true
 	}
 	return false
@@ -169,8 +172,7 @@ const (
 )
 
 // ParseMetadata checks and compacts a metadata object: a JSON object of at most 50 top-level
-// properties and 4096 bytes once compacted, valid UTF-8 without a lone surrogate escape, and
-// numbers a double can hold.
+// properties and 4096 bytes once compacted, in JSON text that CheckJSONText accepts.
 func ParseMetadata(raw []byte) (Metadata, error) {
 	if err := CheckJSONText(raw); err != nil {
 		return nil, err
@@ -186,36 +188,80 @@ func ParseMetadata(raw []byte) (Metadata, error) {
 	if err := json.Unmarshal(buf.Bytes(), &props); err != nil {
 		return nil, Invalid("must be a JSON object")
 	}
-	// Every number must fit a double: walk the tokens, numbers kept as text.
-	dec := json.NewDecoder(bytes.NewReader(buf.Bytes()))
-	dec.UseNumber()
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, Invalid("must be a JSON object")
-		}
-		if n, ok := tok.(json.Number); ok {
-			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
-				return nil, Invalid("holds a number a double-precision float cannot represent")
-			}
-		}
-	}
 	if len(props) > MaxMetadataProperties {
 		return nil, Invalid(fmt.Sprintf("must have at most %d properties", MaxMetadataProperties))
 	}
 	return Metadata(buf.Bytes()), nil
 }
 
-// CheckJSONText reports, as EINVALID, JSON text that decoders disagree on: invalid UTF-8, or a
-// \u escape of a lone UTF-16 surrogate (Go replaces both with U+FFFD, other decoders refuse
-// them, and stored as is they make the service answer with invalid JSON).
+// CheckJSONText reports, as EINVALID, JSON text that JSON parsers disagree on or that this
+// service cannot keep as sent: invalid UTF-8 or a \u escape of a lone UTF-16 surrogate (Go
+// replaces both with U+FFFD, other decoders refuse them, and stored as is they make the
+// service answer with invalid JSON); anything but exactly one JSON value (data after it);
+// an object naming a member twice (parsers keep the first, the last, or both); a number a
+// double cannot hold (1e999999).
 func CheckJSONText(raw []byte) error {
 	if !utf8.Valid(raw) {
 		return Invalid("the JSON text is not valid UTF-8")
 	}
+	if lonelySurrogate(raw) {
+		return Invalid("the JSON text holds a lone UTF-16 surrogate escape")
+	}
+	type frame struct {
+		object, wantKey bool
+		names           map[string]bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return Invalid("the JSON text is not valid JSON")
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				break
+			}
+			continue
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.wantKey {
+			name, _ := tok.(string)
+			if top.names[name] {
+				return Invalid("the JSON text names a member twice in one object")
+			}
+			top.names[name], top.wantKey = true, false
+			continue
+		}
+		if top != nil && top.object {
+			top.wantKey = true // after this value, a name or the end
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			stack = append(stack, &frame{object: v == '{', wantKey: v == '{', names: map[string]bool{}})
+		case json.Number:
+			if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+				return Invalid("the JSON text holds a number a double-precision float cannot represent")
+			}
+		}
+		if len(stack) == 0 {
+			break // a scalar at the top
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Invalid("the JSON text holds data after its value")
+	}
+	return nil
+}
+
+// lonelySurrogate reports whether a string in raw escapes half of a UTF-16 surrogate pair
+// without the other half.
+func lonelySurrogate(raw []byte) bool {
 	inString := false
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
@@ -236,18 +282,18 @@ func CheckJSONText(raw []byte) error {
 						lo, ok2 = hex4(raw, i+8)
 					}
 					if !ok2 || lo < 0xDC00 || lo > 0xDFFF {
-						return Invalid("the JSON text holds a lone UTF-16 surrogate escape")
+						return true
 					}
 					i += 11
 					continue
 				case ok && r >= 0xDC00 && r <= 0xDFFF:
-					return Invalid("the JSON text holds a lone UTF-16 surrogate escape")
+					return true
 				}
 			}
 			i++ // skip the escaped character
 		}
 	}
-	return nil
+	return false
 }
 
 // hex4 decodes four hexadecimal digits at raw[i:].

@@ -232,8 +232,9 @@ type ApiKey struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
-	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
+	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
+	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name Name `json:"name"`
 
@@ -328,8 +329,9 @@ type CreateApiKeyRequest struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
-	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
+	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
+	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   Name    `json:"name"`
 	Scopes *Scopes `json:"scopes,omitempty"`
@@ -378,8 +380,9 @@ type CreatedApiKey struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
-	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
+	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
+	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   Name   `json:"name"`
 	Prefix string `json:"prefix"`
@@ -451,8 +454,9 @@ type Metadata = json.RawMessage
 // Name One line of text with at least one visible character. Refused: C0 and C1 control
 // characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 // bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
-// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
+// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
+// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
 // literal characters so that it means the same to ECMA-262 and to other engines.
 type Name = string
 
@@ -494,8 +498,9 @@ type RotateApiKeyRequest struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
-	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
+	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
+	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name *Name `json:"name,omitempty"`
 }
@@ -551,8 +556,9 @@ type UpdateApiKeyRequest struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and invisible spaces and joiners (U+180E,
-	// U+200B–U+200D, U+2060, U+FEFF) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
+	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
+	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   *Name   `json:"name,omitempty"`
 	Scopes *Scopes `json:"scopes,omitempty"`
@@ -6665,105 +6671,107 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F3LctvIen6VLuRUWcwBaVA3W1SdhSxLM8xYskuXmeSYOmIT+Em2BXbD3Q1KHJeqPA+QbLLLJmeVqmSR",
-	"PEAWeZbjPEBeIfV3N0CAhCRStuQ5U97IJIi+/5fvv7U/eKEYJYID18prffAkqERwBebLCxodwfsUlMZv",
-	"oeAauPlIkyRmIdVM8KeJFL0YRr9/pwTH31Q4hBHFT7+T0Pda3t88nQ7x1P6qnr6xrbzr62vfi0CFkiXY",
-	"ndfyToZApB2WMEVGNO4LOYKICEn6lMWKjGnMIjP6NuFCDxkfkEuqSDikfABRw7v2vV3B+zELv9rMQze+",
-	"IpdMD4k2PymRyhCeKKI01UBWNL0ATljkEwljcQERuYCJj38IjSXQaEKkwFejmlnUvpA9FkXAH3tVIY1j",
-	"kHgcF1xcctJLNRnRCe4+iQTRQ6bMBNtcg+Q0fsz57XCScrhKINQQGQpJJWybHY9AUxYTDmOcPA/jNAJF",
-	"mJuknfKh0Psi5dFjTvlQEJWGw5wifKRt3MsxU6wXA9HCzN9uu5nmiRCvqBzA16LnnogmeP4xTkISPaTc",
-	"TFGBxM2lYQiJtjt6ymmqh0Kyn+FRd/WAKcX4wJ+KDJ+k3BDslMGEJHCVMAkR6QGVuBRxAbzh+d4QaATS",
-	"SL6ffvqpvpPqIXCN04Xy/PQkAa/lKS0ZH+BM7KLHlMW0Fz/6EUVU0x5VQCIBypAR5eoSpKEqJP0JoXIg",
-	"+CqLiIqFRukzwfWnakL6QppzvByKGMglZbrDV7KDZSHgmYsxyFjQCKLaNpGgscO+BtuQp6MeSCL6REEo",
-	"eIT8RY7wpfoOvtTo8PLeFn6r3FZkzwHIfF9VmiRCaogOIGL0xLz0uBuc0T5urQKuCVWkWxwVR+uSFeyZ",
-	"ImWhyBepJhIGVEbIzSFVUMOdOT3Zrz9veDiQGx0nt5OwH2BiFhNFDPuk8RspEpCaoS7u01hBheDbedNG",
-	"bdEg3TSJUE/s6C6hPCJdFYoEVJdQCYTGl3SiSCLBzJ5xI7Ad6z5RJFf6yAVJYdgPXijBdnvXFp6wEShN",
-	"RwlKANfqxeQ47b2DULeju5pPX5w9gdvbvSy8eu17wMdMCj4CvsCYe6WXsbURDGrJxQ6pGu7EA4GNgKcj",
-	"r/XWy/jNO/NnpYXvsTtnZsnBTgrZgUcQnSq4q1m78Oq178VUoWozXJZQjUrPa3l/ertT/yOt/xzUt84+",
-	"rF//zquYIbY8VUsfe9asnWCzEb16BXygh15rfaNikBFoiqLrriEOsveufY/T0Z27cIjvXCMhQ59d4dvz",
-	"HN1nEjHakEoaapAKxZcVeqEETYwANHqB2F4MT62TkZBQ843MlBCKAWeocAg1PIi8U7XL52cfNvy1zeqd",
-	"lpDENERWaS9FFU6dLXlArtV9+dI1PwLqpGvhiDeCoGp5Fr3uSzFabn1WfN05O/sWvq+pTtViIxzbd7HV",
-	"vbZBA6eLyJeT7L1r38vF8xLnZXb8fYpYBWUKi7zijB0z5HRe4PeCTKqUxX5BrOdbN5VUwryHs85PZI6J",
-	"ujS5OO+SvohjcYlYYkIoOT1tv0TtElIuOAtpTPBHWUflh0wzapA9A0fQwMlVEIIMOx/V4UOqXEfjZ2RF",
-	"AZDuIVxm8+jWtgnlEzvQGKRigqNitugTFe8QUN9xAldMaeTNC5h0OOpuavCgQmBNNT5WblQEgn0hwf4g",
-	"0xgMQCISaDhEPGcRDFzRUYLgzsOlB82tgDZ7q/VwLVqvP4ONfv053erVg7AZrcJaf51u9MoCAVu9Depb",
-	"tN4/+/D8up5/Xl/gc3O1WnyUCHr+kBzS7eIeRSDZGKKWQTEZGjZQIVd7XdJJg2At/APh4hLlWa7OQs3G",
-	"SGuunZfpymoF94LqcLhrNtdOUBXcCLcCnDL4wEPCf5mG0Z28XRwvGw61DL1q2+ZNlFAjxrOv+cSplHQy",
-	"x25m8CqmqBpouXX9deGbu+FKgUM/D7E8NCRYVqssL+lniMhM7mYiiu6H+62DCHG7TiW30lcXbHUjyDLh",
-	"xrRvfhQ8nuRI371CpWSgSNfCnh9g0v1mAXyzAB4XnN8DMz8aqMzYotqIsC4T+1KDHGvEEEyj7tzGf0PK",
-	"UdX2gKihuOSEDijjt1kJq4HfXH1eveZv+LaEb6cn88Ww7suyyCkf974EIBqu9DbRtOeTmHEgfXAIyshR",
-	"OgAnkJ3PxQDjBjmCfqrwReMY6yIDdFsdLvQQJNkNTAe7TRIKrqWICzapT17uvfLJ6e9Xg9Xn7t8t9+/O",
-	"p4//bD7s2Qebm+7B5pZFqwXLrBkg8CkS3Z86nasgqOPf5/jnBf7ZxT97+LC53+lcPdvHj1v7nRSHN3+3",
-	"Pn38j/qnj//56Zd/q3/65d/P/raSUvdmBfAUOBdk83kiRTQzz9XnBp/l32/glLMC0zRa9Rumsc8gjvak",
-	"FHJpcKYpiyvcvL7Xxz7niWOH/N3x60OSCBNYIIw7771xG650nyKSfBo8RXLu1oxTlpKESjoCbdxv+EOj",
-	"ag2MFzUKduf53vsU5MRKkWHuWK3QMrPchVRhF+Bna6xig++Bxrj7S+3ZVDplkxUXd0/pFmZsl1XelIRC",
-	"Vg9n6GZz/QuSzUFB71VvgJZpBSLro4AwZGAXQUSfUE1GQmmyERAtknoMY4jJdOOsTynY2iS9iQaFtitH",
-	"g5jRmCmIGh3eNgHQC0iMx9n4bq2POdQQ1WycUMgIpOnKOuJVFueKckFQnP1GMLvbvndVH4i6e/hOCd44",
-	"opcHoBQdGFV96NR6ecmvOVgpKPpGMNowJ9UkBqo0ERzyYFYu0nJh2JoXfB0+J/mQh8wQ+CYyzEDSZEgU",
-	"4GctpCIrZeFYM2/qIXR4j0VMQmiPj8CoB1HE+ED5JpghWeT2nykRU9z9lbvkaq3R4T8NmQaiEhoCWTnl",
-	"LBQRPFHEPD4/xsd2Coxnazfv2qHeCcbBTrr5PNjzOxw7Dl64EYKXbsgA/93f29+vkUgYaz0UqQ06uF4b",
-	"BOGHo3IkkUvJtAZuzqDDY6ZB0qIqyd0eTJMRUK6ss5OOTKRxb/dgp766uWp3TxCrmoAPGAc1p05WnRl9",
-	"A79NdcvCaqTQZjXI2+wEf/mXj3/58z99+vix/unjP9oO6p8+/tenX/710y9/dq3/9+PH//vv/zm7z7CV",
-	"/F80ZecFPScsIpSEMUNeDIdCKFDGHUwJh0tkyBapdI0VHGHWudXhK0f7u2RrY3O1lbuyOOsh0TzzyZhK",
-	"RrkmzeDqqtYgOyRLFcDjXg+2Ht4n9Sz/snZdf/t8i/bOSk/uck1lMbW5XTTLXt94RlyszkXpK4JPt6hi",
-	"QM2+uHOogAauZ/0+qGeVpjyEypGmum1Er9gI1dvG1pZhAfttveD5zmOXvqeZjqt71C6EWTi9nkh1qxdT",
-	"fuHdpTXNr1n3tyLaqZ++fACv2AWQbgHvdv1FpDdZKULYWqMsFjYWFQufBzm/rKx4APh7ZDykn+MdlPmx",
-	"3UbR7nCvr6sO3hjInzOH+/lBBpKG8AYkE9GxzQWYJ77vxSWJBR9Yn1RsMp7IBUCiyKWQF4wPyEoGnNYC",
-	"EtGJqjVIYFBzz0Ag64NWqMsokmoIjhQtO65ubK0Gjhjtk0r2XNxZUbXDxkdQcvck7BxxfksCRXyaf0fV",
-	"DMUHY5CsP6l0Cx3n/omFhJqdRMnHvTYj3Hwv5ex9Cu5nxK44jrWOl6SJ+zkCP88fxx7ec5FLY3eSLiS1",
-	"gEUVZfxf9DFUCeKSD3QmROMcHpWxtPEzgy3cK6oyZLbt4JqaKDzjJ9nbhEXKpOjRJAEqET2aFkIaRTvV",
-	"PdkEFkAPYRk9ZC0LhlX97EPT37zBp3hSOJ3p+PbMzmlonD0P5g+YEmUlIFlbW9uysDpLaDMpVMqm7Oxu",
-	"kzGNUyt0mDPFRqnSpE/jGN+ZAJWKBEHQRAS9tbW1ZSQTWjdjkBoMsD492cW97ws5otpreRHVUNfMLHxu",
-	"wqfGo7acEB8xXnzavCPwNINuVRkUbBOexjGRMBJjs/JGlV8J37FJb9YwfjQ/U0lFVW7p7NQq/CslL8Ot",
-	"PoXb1rkkKY7u5WM4spkiqpCtZyXMTec0a/bfsB2LugEeLs5WpWB/NFrycyCMNdLaSbXvnkaRBJXn/TiL",
-	"ztjILk0OjCfBwJOV9pvxOiKQ9pvxZm27kJr7RBHj2ne9GReOhSkzzFKZAfV5uvHipriES2KiqriUaUIx",
-	"QiynRGYmubqxOUv2FQlLVgMeP3YoFZd7diOl7IqopMV/3HnVfun53sHOq/3XRwd7+Pnw9cn5/uvTQ/x8",
-	"tPfj6x/M072/f9M+Mp9O9g53Dk/OD9rHBzsnu9/jb4c/to9eHx7slR+3D49P9/fbu218frz7+s3ecSWe",
-	"s1M7ApXGS1OvW89tW1VY+VcKfF7Akmlr9wkrLh21e7Sgl6lDKZj4PSFioHyOdO17vj3UeRq2kcZUMj05",
-	"xlHsYm12+k5qnfFVEmzEuEtSXOnuvGn/sPcPx+c7Lw/ah+cnr3/YO+zWjNGUJwkTplSaJQtMgSTKALM4",
-	"swIz6FRpDbVObFY0430xP5E2dql8EjOlle+KVZSf22iUR8QYPAxUNg/rMBvRcMg4KLKy2yYJSyDGb36H",
-	"92h4kSbknegpnyRUam5jKjCQJtkazcEXNLwAHmVLUEauke6b18cn5ClNWN2EXKyl1e1wwV0a/DRBAiYW",
-	"6DU6vMNtUhqynxmBwFUIiXmLDE04hIRDCC+Ucy8zRSIRpiNrjJpjVh3e3XFFD6aPFnlhqwtsRpU5JvMR",
-	"ui3TceH4/FvPqcMzxH85FAqmmd3Oz29dufjM5rjZ9G6YLucJTu6qnhFk3bzbbRCbRtITqfX6UmJZgKwU",
-	"JEmNKHDHOKKcDkCZPJION+dolCfVlQ0zu8S8aME0WQ/WTRi0bw8gYpFxb5tcPXMQdkoucD5gY1yz9Vrn",
-	"pQ1DOgaysh6s1VqFILs1hnxiw9C4n5YUCTVTxfUNRRzZfTIoPqbhhfIJFxJ/jHGsWPC8tIVpBXGfrNCs",
-	"9Mk6yLgtHpl0uBtYoaIlMdXg6komtk8uONTsRzu3KeVTF/u1u9Yg7WwVHW6nn7FPcRkuZZJqsw5VvRBb",
-	"/4ZzN6jEzqeRbSszq7I9IpUbbw1JjLvGWIpKszgmtFD2UqrzKk+uw6ezczhJuQxKC1QRiBrmMp5aExPv",
-	"3lSp0SUrmVfYOLtLiUyzNX8dbqQNARoOiej3gUcIaUxs0/gnrW+4a13kMQuBW3xvEax30D4p+Ge9TCp5",
-	"vufc8F7LazaCRoBviQQ4TZjX8tYaQWPNxV2NgM4FDX4ZgJ6XjodwiaswyebWuMwqSSjp4YaYgKHx1Gxb",
-	"7DgS0m3liOpw6NtgVvcV4xddYkO9edYW7vrp0asMwnK40iShAyArXQnxHzoePul43Vqjw7vWTWwSQQFN",
-	"WZMaRq2MGwkjylw/2d4jz9OBRPY3tN/9bq8oXD+w6NptcS5pUHt6r5jSLuvT7JaLcyuv9faDiWjnEWx3",
-	"Hrnm9Res1ilCxOouy1ho0X5nQBF2Ph/zFH1is2HzkjI/KyhDTVo1G+eiX3Qa5SSem5ZYTJRZrN8C3Lmp",
-	"08r8mS/We9HcXrTbUkLbTR3HbMR0qcsI+tSAbjR8c9dws+QWbs67hSuOPKHvU9gmoUgmKG37UowMm5R5",
-	"0vFOImHMRKoMH95EDmEqlZCl6S4eXi262n5f4V24PvPLNdyrQXBLuVxWJpe7496W/LzearC6Xg+a9ebG",
-	"STNorQWtIPhjdZ7V1JH4jnLwZr0Xpwoiq/1SLUZG+kSQxGIyMpXnc+ZLVa5QwUbBiW1UTGyaiTlNwLRe",
-	"5GUipCW/UJ5yMk2m9LAPr1wmlW/VanDSXG8F2YyKNVFec2u10dx83mg2mlN62G2TNw7/TrPdWt57dY6o",
-	"5Pzq6upqGudrTXPxVcXeuyjDeRDgAFObpuRlRRqZ0t5CoQaXpzyfTz+TQj9fk4tqzNVhIEopasRyWSjy",
-	"U4V/3OLnVMYWPW+Tkm5zHheHqIz2M2hSNUr8VVWwu24Zo2rVOQM9LdyAYJo0725Sqn42jdbubjQt7L/2",
-	"vY1FZpZX2psGawvNKy9QNiZnOhpROXEae2qcGWUvEpc502exUd6+p+lAuUhXPauNmLUqDJsVA2HXvpcI",
-	"VQGNbP67Kpo9lEd+ZrzY1BRJuaImh8cnNA9soKydJGgIWbsIUciJMWjdCyHlpAckzUROAnLElEmwKNhx",
-	"UsRAqFJsYISMMr3ANEOeqWnavAW0xQLBQsp8zYIqkDbPtwoTFUtGPOsbAKVfiGiyjGz+8HVkarU0rBRe",
-	"NwmcRbV9ZQ1P2ZviQpgzOq653D5+U3GLqrjldNQ0X770U3N1bX1j89nzrYD2wgj6gyF7dxGPuEjeS6XT",
-	"8eXV5OeFVdyCccovQ4pZgc4NFwOg2LqkeSFho1hJY+KEJvHf1SRG7h4SVwfwq1ZB68HW3S3yK3awQXOB",
-	"IfI7TEyDjUUWUnH5w1fQkJYYXJKf01f3UIk2FwS7ntrRPQRIpg7G6cmy5pgvpVxafyxG7zfXbH4xAbwk",
-	"5pzhwKVKOee4dVp3XOBXAzcyf4dJpG6QPRoOv7Hxb5qN04RoQZpBMAW9LpHMJzSO3V1MaLV8IR53KV8F",
-	"Jp8tH7iEOK67a85yB5y9tSVLRFkNAueIM65Qd81LKCLobmce2Ceqw102rXG4ZqUAFsUaWylrjfBWptAg",
-	"O+RSChMStlFjO1yHd/Nwadc3bnhD9QYDG6evc3kYz7JG2AyjXgwKO3Qu87nQQoeXYwvFcLua8Ys/UaV4",
-	"whNVy2cYK0EGoMtzbOV1/dNYgTEFDSRjukG6M/Fds4Md3q0K8nazkIVx9WRYwu15Ccd1Z/ymjQ7fFaa6",
-	"QII1N7KQDFNWxrRIHpT2Sb4An8xMz+/wqpn5xIWufeIi1z6piEdXWSHFnIoH0iJVaRsL6Y/gC0/BBd1v",
-	"wG1jkBEL9a9dev+2hTHyBqGFHBXL3/eQuU6+loXuBxZdFyIzZVb4DnSBDx6IEu+2HVbczYRaucXXfvWA",
-	"Yv3uFvmNil+Bqr4DW71wf5Ce+60qIleu5jKLZ0TerGBbLsZjgiVnxsEfVmR5mKKV6bVtqFAU6G3S5Wkc",
-	"d0kYm5xTyoveOogjG0DNrxPNg8s9yC5IJSvrwVYWnXb3ONpgsQlvFWLNVJEeAM9uIa3SKsU81QfSKlWp",
-	"sI+sVW7nZVf9bq8B+20x8DcTYkZrmRQLatG2ybjxSYEgfJKluPl5PkjmayOpMjkdLqHty9gWqOaeWna3",
-	"t2k8ntSqtGVO6AUoAv2+cdXzaWqCTQOzzNcgpkzK3p1XklVme1V+q7NJQpgaQI056VMst3og6VNV0XXt",
-	"xM9XkTaFDfvNSZvftPCwlGSFxxdlf6OdfxXsbxNCp+XQmVUOiSpW/D3Jo3W+s/d9UjCrfStYO/wGyWol",
-	"6IxkRVnhUMxKymNQqnS1HVMdPmBj4LUG+cndz9udr1jslgoTmZpelWddRNvWCcO03+HFN91IhYuRTd8N",
-	"8prHEwRpNqhRxlb2fiDgHe4AVn7tu4thZo8RsNmEykumoFaFw4pFnw8lCSvqSislYfOLDblQGMbRmp8d",
-	"TelGs79m7+03rPZ54tbG7a1BYxN4Da2ggZjde24yDZws+jyZbFPFf77R5/C9+/0BcYO7vOcGNkmkCFEq",
-	"MkXSpFGqO/Bab8/KKSFj4KCKIDVfjPLOzHpdamxjQkfxbY6W1wnwnYQdJxAut/as42Ja38x1HKbvN22y",
-	"1gjynPzCVUp5hUXlfmSNpw1v25KTYt6/T6gq/vcHl2gopyx2CYJM37ZxRsLfTCdH9uevQiZmbKKFK464",
-	"PxPesInYP0PCslds5/9zgcP4tdu2LSuDvtOzd5xz84PtYDbEDZTlpvrNmff5zjw93U7SgyFDg3AGP2eE",
-	"8avw7BXzoM9mWKFc1PX2DGG0W0RenZArnmv/w0yud+lZgT2uz67/PwAA//8=",
+	"7F1Pcxs5dv8qqM5WWco06ab+2aJqD7Qs7TBjyy79mUnW1Jpg9yOJURNoA2hKHJeqPIe9Zg+5pVK7c9hK",
+	"VXJILskpVcknyD3X8X6A/QqpB6Cb3WRLImVLnp3yxSKbDeABeH9+eH/gt14oRongwLXymm89CSoRXIH5",
+	"8oRGh/AmBaXxWyi4Bm4+0iSJWUg1E/xhIkUvhtEX3yrB8TcVDmFE8dMvJPS9pvdXD6dDPLS/qocvbSvv",
+	"8vLS9yJQoWQJduc1veMhEGmHJUyREY37Qo4gIkKSPmWxImMas8iMvkO40EPGB+ScKhIOKR9AVPcufW9X",
+	"8H7Mwk9GeejGV+Sc6SHR5iclUhnCA0WUphrIiqZnwAmLfCJhLM4gImcw8fEfQmMJNJoQKfDVaNVMal/I",
+	"Hosi4Pc9q5DGMUjcjjMuzjnppZqM6ARXn0SC6CFThsA21yA5je+TvhYnKYeLBEINkeGQVMKOWfEINGUx",
+	"4TBG4nkYpxEowhyRluQDofdFyqP7JPlAEJWGw5wjfORtXMsxU6wXA9HC0G+X3ZB5LMQzKgfwqfi5J6IJ",
+	"7n+MREiih5QbEhVIXFwahpBou6InnKZ6KCT7Du51VZ8zpRgf+FOV4ZOUG4adCpiQBC4SJiEiPaASpyLO",
+	"gNc93xsCjUAazffNN9/UWqkeAtdILpTp05MEvKantGR8gJTYSY8pi2kvvvctiqimPaqARAKUYSPK1TlI",
+	"w1XI+hNC5UDwNRYRFQuN2meC80/VhPSFNPt4PhQxkHPKdIevZBvLQsA9F2OQsaARRKs7RILGDvsabEOe",
+	"jnogiegTBaHgEcoXOcSXai18qd7h5bUt/Fa5rCieA5D5uqo0SYTUED2HiNFj89L9LnDG+7i0CrgmVJFu",
+	"cVQcrUtWsGeKnIUqX6SaSBhQGaE0h1TBKq7MyfF+7XHdw4Hc6EhcK2FfwcRMJooY9knjl1IkIDVDW9yn",
+	"sYIKxdd62UZrUSfdNInQTrR0l1Aeka4KRQKqS6gEQuNzOlEkkWCoZ9wobCe6DxTJjT5KQVIY9q0XSrDd",
+	"3rSEx2wEStNRghrAtXoyOUp730Ko29FNzacvzu7A9e2eFl699D3gYyYFHwFfYMy90svY2igGteRkh1QN",
+	"W/FAYCPg6chrvvIyefNO/Vlt4XvsRsosO1iiUBx4BNGJgpuatQuvXvpeTBWaNiNlCdVo9Lym95tXrdqv",
+	"ae27oLZ9+nbj8hdeBYXY8kQtve1Zs3aCzUb04hnwgR56zY3NikFGoCmqrpuGeJ69d+l7nI5uXIUDfOcS",
+	"GRn67ALfnpfoPpOI0YZU0lCDVKi+rNILJWhiFKCxC8T2YmRqg4yEhFXf6EwJoRhwhgaHUCODKDtVq/z6",
+	"9O2mv75VvdISkpiGKCrtpbjCmbMlN8i1uq1cuuaHQJ12LWzxZhBUTc+i130pRsvNz6qvG6mzb+H7mupU",
+	"LTbCkX0XW91qGTRwuoh+Oc7eu/S9XD0vsV9mxd+kiFVQp7DIK1LshCHn84K8F3RSpS72C2o9X7qpphLm",
+	"PaQ635E5IerS5Ox1l/RFHItzxBITQsnJSfspWpeQcsFZSGOCP8oaGj8UmlGd7Bk4ggec3AQhyLD0qA4f",
+	"UuU6Gj8iKwqAdA/gPKOju7pDKJ/YgcYgFRMcDbNFn2h4h4D2jhO4YEqjbJ7BpMPRdlODBxUCa6rxsXKj",
+	"IhDsCwn2B5nGYAASkUDDIeI5i2Dggo4SBHceTj1obAe00VurhevRRu0RbPZrj+l2rxaEjWgN1vsbdLNX",
+	"VgjY6lVQ26a1/unbx5e1/PPGAp8ba9Xqo8TQ85vkkG4X1ygCycYQNQ2KydCwgQq52euSThoE6+EvCRfn",
+	"qM9ycxZqNkZec+28zFZWG7gnVIfDXbO4lkBVcCNcC3DK4AM3Cf8yDaMbZbs4XjYcWhl60bbNG6ihRoxn",
+	"X3PCqZR0MiduZvAqoagaaLl5/WXhm5vhSkFCPwyx3DUkWNaqLK/pZ5jIEHc1E0W3w/3WQYS4XaeSW+2r",
+	"C2d1o8gy5ca0b34UPJ7kSN+9QqVkoEjXwp6vYNL9fAL4fAK4X3B+C8x8b6AyE4vqQ4R1mdiX6uRII4Zg",
+	"Gm3nDv4NKUdT2wOihuKcEzqgjF93SlgL/Mba4+o5f8a3JXw73ZmPhnWfllVOebv3JQDRcKF3iKY9n8SM",
+	"A+mDQ1BGj9IBOIXsfC4GGNfJIfRThS8ax1gXBaDb7HChhyDJbmA62G2QUHAtRVw4k/rk6d4zn5x8sRas",
+	"PXZ/t93f1vt3/2A+7NkHW1vuwda2RauFk1kjQOBTZLrfdDoXQVDDfx/jP0/wn138Zw8fNvY7nYtH+/hx",
+	"e7+T4vDm3+337/619v7dv73//p9r77//l9O/ruTUvVkFPAXOBd38OpEimqFz7bHBZ/n3KyTltCA09Wbt",
+	"CjL2GcTRnpRCLg3ONGVxhZvX9/rY5zxztMjfHL04IIkwgQXCuPPeG7fhSvchIsmHwUNk5+6qccpSklBJ",
+	"R6CN+w1/qFfNgfGiRcHuPN97k4KcWC0yzB2rFVZmVrqQK+wE/GyOVWLwJdAYV3+pNZtqp4xYcXYzSdcI",
+	"Y7ts8qYsFLJaOMM3WxsfkW2eF+xe9QJomVYgsj4qCMMGdhJE9AnVZCSUJpsB0SKpxTCGmEwXzvqUgu0t",
+	"0ptoUHh25XggZjRmCqJ6h7dNAPQMEuNxNr5b62MONUSrNk4oZATSdGUd8SqLc0W5IihSvxnMrrbvXdQG",
+	"ouYefqsErx/S8+egFB0YU33gzHp5yi84WC0o+kYx2jAn1SQGqjQRHPJgVq7ScmXYnFd8HT6n+VCGzBD4",
+	"JgrMQNJkSBTgZy2kIitl5bhq3tRD6PAei5iE0G4fgVEPoojxgfJNMEOyyK0/UyKmuPorN+nV1XqHfzNk",
+	"GohKaAhk5YSzUETwQBHz+PURPrYkFByLBmhHTCUxNZg9i1evnHwRBK2nfoeffBGsb+zjeMFWYxf/Nhqb",
+	"+/bvVmD+Pnqy4f5umr+PA0df8MTRF+w7goOM4A3T9drjwHSx3tgyXezv7Zs39/dbwSqJhPEGhCK1QQ23",
+	"Y3WC8MZJEbLguWRaAzd73OEx0yBp0VTlbhWmyQgoV9aZSkcmkrm3+7xVW9tas7sjiDV9wAeMg5ozV2vu",
+	"mH6FPE9t18JmqtBmLcjbtPBj6+n//u7//unH3/7hx9/+8OM/vvvx9//x4+//88cf/v79u3e19+9+Z3ut",
+	"vX/37++//0Pt/fd/dH2+/+Hdn969+9Nv//jn//qfP//3D6e3oapS/RRP0vN2hhMWEUrCmKEqCIdCKFDG",
+	"G00Jh3PUB01S6Zkr+OGsb63DVw73d8n25tZaM/ekcdZDeX3kkzGVjHJNGsHFxWqdtEiWqYDcsBFs371L",
+	"7FH+Zf2y9urxNu2dlp7c5BnLQnpzq2imvbH5iLhQoUsSqIh9XYMEAIHF4r6pAhi5nHU7oZlXmvIQKkea",
+	"mtYRvWAjtK6b29tGQuy3jYLjPQ+d+p5mOq7uUbsIamH3eiLVzV5M+Zl3k9E2v2bdXwuop2GC8gY8Y2dA",
+	"ugW43fUXMR5kpYigV+tlrbG5qNb4MMR7r6rkDsD5ofHffojvUua7eh3Du72/vKziC3N8/xAabuelGUga",
+	"wkuQTERHNlNhnje/FOckFnxgPWaxycciZwCJIudCnhnDncG69YBEdKJW6yQwmL5nAJr1kCu0hBQ5OQTH",
+	"qVZa1za31wLHq/ZJpfQu7kqpWmHjwSg5oxL2Gk8hTQkU0XP+HQ07FB+MQbL+pNJpdZR7TxbSeZaIkgd+",
+	"fUb3+V7K2ZsU3M+IrHEce3Zfkidu56b8MG8hu3u/Sq6s3U66gNkC570ok/+iB6RKT5c8tDMBJOeOqYz0",
+	"jR8Z6OFeUZUBvR0H9tRE4R4/yN4mLFImgZAmCVCJ2NO0ENLY4alpyghYAFyEZXCRtSwc+2qnbxv+1hUe",
+	"z+PC7kzHt3v2mobGFXVn3oopU1bilfX19W0LyrN0O5PgpWxC0e4OGdM4tUqHuYPiKFWa9Gkc4zsToFKR",
+	"IAgaiL+3t7e3jWbCs9cYpAYDy0+Od3Ht+0KOqPaaXkQ11DQzE58j+MT4+5ZT4iPGi08bN4TFZsCvKmOG",
+	"HcLTOCYSRmJsZl6v8nrhOzYlzx7b780LVjJRlUs6S1qF96fkA7nW43HdPJdkxdGtPCCHNo9FFXIJrYa5",
+	"ap9mnRJXLMeiToq7iwJWGdivjZX8EAhjz3DtpDqyQKNIgsqzktyBz5ywXRIfGD+HgScr7ZfjDUQg7Zfj",
+	"rdWdQuLwA0VM4MH1ZhxMFqbMCEtlftaH2cazq6ImLsWKquJUpunOCLGcEZkhcm1za5btK9KprAU8uu9A",
+	"L0739EpO2RVRyYp/3XrWfur53vPWs/0Xh8/38PPBi+PX+y9ODvDz4d7XL74yT/f+9mX70Hw63jtoHRy/",
+	"ft4+et463v0Sfzv4un344uD5Xvlx++DoZH+/vdvG50e7L17uHVXiOUvaIag0Xpp73XyuW6rCzD9RWPYM",
+	"lkyqu03Qc+mY4r2F5EyVTMED0BMiBsrnWNe+59tNnedhGwdNJdOTIxzFTtbmzrdSGyqo0mAjxl0K5Uq3",
+	"9bL91d7fHb1uPX3ePnh9/OKrvYPuqjk05SnMhCmVZqkMUyCJOsBMzszADDo1WkOtE5uzzXhfzBPSxi6V",
+	"T2KmtPJdKY3y8zMa5RExBx4GKqPD+tNGNBwyDoqs7LZJwhKI8Zvf4T0anqUJ+Vb0lE8SKjW3ER8YSJMK",
+	"jsfBJzQ8Ax5lU1BGr5HuyxdHx+QhTVjNBITsSavb4YK7JP1p+gZMLNCrd3iH25Q5FD8zAoGLEBLzFhma",
+	"YA0JhxCeKef8ZopEIkxH9jBqtll1eLflSjJMH03yxNY+2Hwvs03mI3SbpuPC9vnX7lOHZ4j/fCgUTPPO",
+	"XRTCOoLxmc3As8nnMJ3OAyTuopYxZM28260Tm+TSE6n1GVNiRYCsFDTJKlHgtnFEOR2AMlkuHW720RhP",
+	"qisbZucS86IF02Qj2DBB2r7dgIhFxjluMgnNRliSXFh/wMY4Z+vzzgsvhnQMZGUjWF9tFlIA7GHIJzZI",
+	"jutpWZFQQyrObyjiyK6TQfExDc+UT7iQ+GOMY8WC54U3TCuI+2SFZoVZ1n/GbWnLpMPdwAoNLYmpBlf1",
+	"MrF9csFh1X60tE05n7rItF21Omlns+hwS34mPsVpuIROqs08VPVEbHUe0m5QiaWnni0rM7OyPSKXG28N",
+	"SYy7xpwUlWZxTGihKKdUhVYmrsOn1Dmc5EIxLuEagagRLuPINRH77lV1JF2ykjmNjS+8lGY1W5HY4Ubb",
+	"EKDhkIh+H3iEkMZEXo370rqOu9aDHrMQuMX3FsF6z9vHBfetl2klz/ecl95reo16UA/wLZEApwnzmt56",
+	"Paivu6iwUdC5osEvA9Dz2vEAznEWJhXeHi6zOhdKerggJpxpPDU7FjuOhHRLOaI6HPo21NZ9xvhZl9hA",
+	"dJ5Thqt+cvgsg7AcLjRJ6ADISldC/MuOh086Xne13uFd60U2aaqAR1mTuEatjhsJo8pcP9nao8zTgUTx",
+	"N7zf/dVeUbm+ZdGlW+Jc06D19J4xpV1OqlktF4VXXvPVWxNvz+Prbj9yy+svWEtUhIjVXZax0KL9zoAi",
+	"7Hw+Iiv6xObq5gVvflbuhpa0ihrnwV+UjHKK0VVTLKbxLNZvAe5c1Wllds9H67143F6021K63VUdx2zE",
+	"dKnLCPrUgG48+Oau4UbJLdyYdwtXbHlC36SwQ0KRTFDb9qUYGTEpy6STnUTCmIlUGTm8ih3CVCohS+Qu",
+	"Hpwtutq+qPAuXJ765QrztSC4ppgvK+LL3XGvSn5eby1Y26gFjVpj87gRNNeDZhD8ujoLbOpI/JZy8Ga9",
+	"FycKImv9Ui1GRvtEkMRiMjJ18XPHl6pMpsIZBQnbrCBsmic6TQ+1XuRlAqglv1CeEDNN9fSwD69cxJUv",
+	"1Vpw3NhoBhlFxYotr7G9Vm9sPa436o0pP+y2yUuHf6e5eE3vjXqNqOT1xcXFxTQM2JxWCqiKtXdRhtdB",
+	"gANMzzQlLyvyyJT3Fgo1uCzq+Wz/mQT/+YphNGOuSgRRStEilotWUZ4q/OMWP6cytuh5h5Rsm/O4OERl",
+	"rJ9Bk6pekq+qcuINKxhVs84F6GHhfgbTpHFzk1Jttmm0fnOj6bUDl763uQhl+T0ApsH6QnTl5dPmyJmO",
+	"RlROnMWeHs6MsReJy+vps9gYb9/TdKBcpKuWVW7MniqMmBUDYZe+lwhVAY1sdr4qHnsoj/zs8GITWyTl",
+	"ipoMI5/QPLCBunaS4EHInosQhRybA617IaSc9ICkmcpJQI6YMvkXhXOcFDEQqhQbGCWjTC8wzd9naprU",
+	"bwFtsXyxkNC/akEVSJuFXIWJigUtnvUNgNJPRDRZRje//TQ6tVobViqvqxTOota+ssKo7E1xIcwZG9dY",
+	"bh0/m7hFTdxyNmqazV/6qbG2vrG59ejxdkB7YQT9wZB9exaPuEjeSKXT8fnF5LuFTdyCccqPw4pZ+dAV",
+	"1xag2jqneZljvVjnY+KEpizBVUxG7pYUV6XwkzZBG8H2zS3yC4CwQWOBIfIbVkyDzUUmUnE1xSewkJYZ",
+	"XA6gs1e3MIk2FwS7np6jewiQTJWOs5NlyzFf6Lm0/ViM36+uKP1oCnhJzDkjgUsVms5J67QquiCvBm5k",
+	"/g6T5l0nezQcfhbjn7UYpwnRgjSCYAp6XSKZT2gcu5ui8NTykWTcpXwVhHy2uOEc4rjmLmHLHXD2Tpks",
+	"EWUtCJwjzrhC3SU0oYigu5N5YB+oDnfJtsbhmhUqWBRrzkpZa4S3MoU6aZFzKUxI2EaN7XAd3s3DpV3f",
+	"uOEN1xsMbJy+zuVhPMsaYTOMejEo7NC5zOdCCx1eji0Uw+1qxi/+QJXiCQ/Uak5hrAQZgC7T2MxvHZjG",
+	"CsxR0EAypuukOxPfNSvY4d2qIG83C1kYV0+GJdyal3Bcd8ZvWu/wXWFqHyTY40YWkmHK6pgmyYPSPskn",
+	"4JMZ8vwOr6LMJy507RMXufZJRTy66hRSzKm4IytSlbaxkP0IPjIJLuh+BW4bg4xYqH/q2vvnrYxRNggt",
+	"5KhY+b6FznX6tax037LoshCZKYvCr0AX5OCOOPHms8OKuzdRKzf51Z88oNi4uUV+3+Mn4KpfgS1uuD1I",
+	"z/1WFZErVxGaxTMib1axLRfjMcGSU+PgDyuyPExNy/RSOTQoCvQO6fI0jrskjE3OKeVFbx3EkQ2g5ped",
+	"5sHlHmTXt5KVjWA7i067WyZtsNiEtwqxZqpID4Bnd6RWWZVinuodWZWqVNh7tirXy7KrzbeXlP28BPjz",
+	"EWLGapkUC2rRtsm48UmBIXySpbj5eT5I5msjqTI5HS6h7eOcLdDMPbTibu/6uD+tVXmWOaZnoAj0+8ZV",
+	"z6epCTYNzApfnZgyKXuzX0lXmeWd1vCaJITpAag+p32K5VZ3pH2qKrounfr5JNqmsGA/O23zs1YelpOs",
+	"8vio4m+s809C/G1C6LRaOjuVQ6KKFX8P8mid7877Pikcq32rWDv8Cs1qNeiMZkVd4VDMSspjUKp08R5T",
+	"HT5gY+CrdfKNuz24O1+x2C0VJjI1vcjPuoh2rBOGab/Di2+6kQrXNpu+6+QFjycI0mxQo4yt7O1FwDvc",
+	"Aaz8UnoXw8weI2CzCZXnTMFqFQ4rFn3elSasqCut1ISNjzbkQmEYx2t+tjWl+9b+kr23n7Hah6lbG7e3",
+	"BxqbwGt4BQ+I2a3sJtPA6aIP08k2Vfy7K30OX7rf7xA3uKuFrhCTRIoQtSJTJE3qpboDr/nqtJwSMgYO",
+	"qghS88ko79TM16XG1id0FF/naHmRAG8l7CiBcLm5Zx0X0/pmbuswfb9sk/V6kOfkFy56yissKtcjazxt",
+	"eN2SHBfz/n1CVfE/ZzjHg3LKYpcgyPR1C2c0/NV8cmh//iRsYsYmWrjiiNsL4RWLiP0zZCx7AXj+/yo4",
+	"jL963bJlZdA3evaOcmm+sxXMhriCsxypn515H+7M09PlJD0YMjwQzuDnjDF+Ep69Yh706YwolIu6Xp0i",
+	"jHaTyKsTcsNz6b+dyfUuPSuIx+Xp5f8HAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -143,8 +141,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 // checkBody holds a JSON body to what every JSON parser agrees on, before the validator and
 // the generated decoder read it (both Go's encoding/json, which is lenient where others are
 // not): the media type is application/json in any case, with no charset but UTF-8 (else
-// 415); the text is valid UTF-8 without lone surrogate escapes; it is one JSON value with
-// nothing after it; and every number fits a double.
+// 415), and the text passes apikeys.CheckJSONText: valid UTF-8 without lone surrogate
+// escapes, one JSON value with nothing after it, no member named twice, numbers a double
+// holds.
 func (s *Server) checkBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		op, known := s.operation(c)
@@ -171,9 +170,6 @@ func (s *Server) checkBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := apikeys.CheckJSONText(body); err != nil {
 			return badRequest(apikeys.ErrorDetail(err), fieldError(gen.Body, "/", apikeys.ErrorDetail(err)))
 		}
-		if detail := jsonShape(body); detail != "" {
-			return badRequest(detail, fieldError(gen.Body, "/", detail))
-		}
 		return next(c)
 	}
 }
@@ -194,37 +190,4 @@ func checkMediaType(header string) error {
 		}
 	}
 	return nil
-}
-
-// jsonShape reports what is wrong with body as one JSON value: a syntax error, data after the
-// value, or a number a double cannot hold. "" when nothing is.
-func jsonShape(body []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	depth := 0
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return "the request body is not valid JSON"
-		}
-		switch v := tok.(type) {
-		case json.Delim:
-			if v == '{' || v == '[' {
-				depth++
-			} else {
-				depth--
-			}
-		case json.Number:
-			if _, err := strconv.ParseFloat(string(v), 64); err != nil {
-				return "the request body holds a number a double-precision float cannot represent"
-			}
-		}
-		if depth == 0 {
-			break
-		}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return "the request body holds data after its JSON value"
-	}
-	return ""
 }
