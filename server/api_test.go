@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -12,35 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qs/apikeys/internal/keytest"
 	"github.com/qs/apikeys/keys"
 )
 
 var allScopes = []string{"api_keys:read", "api_keys:write", "api_keys:verify"}
 
-// forge returns a token with the handle of secret, a different secret part and a valid
-// checksum: well-formed, and wrong.
-func forge(t *testing.T, secret string) string {
-	t.Helper()
-	tok, err := keys.Parse(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := tok.Prefix()
-	body := []byte(secret[len(prefix) : len(secret)-6])
-	body[len(body)-1] = map[bool]byte{true: 'B', false: 'A'}[body[len(body)-1] == 'A']
-	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	sum := crc32.ChecksumIEEE([]byte(prefix + string(body)))
-	var digits [6]byte
-	for i := 5; i >= 0; i-- {
-		digits[i] = alphabet[sum%62]
-		sum /= 62
-	}
-	forged := prefix + string(body) + string(digits[:])
-	if _, err := keys.Parse(forged); err != nil {
-		t.Fatalf("forged token does not parse: %v", err)
-	}
-	return forged
-}
+// forge returns a well-formed token with secret's handle and another secret.
+func forge(t *testing.T, secret string) string { return keytest.WrongSecret(t, secret) }
 
 // TestAuthMatrix sends every protected endpoint every kind of bad caller.
 func TestAuthMatrix(t *testing.T) {

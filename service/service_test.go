@@ -2,13 +2,13 @@ package service_test
 
 import (
 	"context"
-	"hash/crc32"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	apikeys "github.com/qs/apikeys"
+	"github.com/qs/apikeys/internal/keytest"
 	"github.com/qs/apikeys/internal/testdb"
 	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/service"
@@ -378,30 +378,8 @@ func TestVerificationOrder(t *testing.T) {
 	})
 }
 
-// forge returns a well-formed token with secret's handle and a different secret: its last
-// secret character changed and the checksum recomputed.
-func forge(t *testing.T, secret string) string {
-	t.Helper()
-	tok, err := keys.Parse(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := tok.Prefix()
-	body := []byte(secret[len(prefix) : len(secret)-6])
-	body[len(body)-1] = map[bool]byte{true: 'B', false: 'A'}[body[len(body)-1] == 'A']
-	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	sum := crc32.ChecksumIEEE([]byte(prefix + string(body)))
-	var digits [6]byte
-	for i := 5; i >= 0; i-- {
-		digits[i] = alphabet[sum%62]
-		sum /= 62
-	}
-	forged := prefix + string(body) + string(digits[:])
-	if _, err := keys.Parse(forged); err != nil {
-		t.Fatalf("forged token does not parse: %v", err)
-	}
-	return forged
-}
+// forge returns a well-formed token with secret's handle and another secret.
+func forge(t *testing.T, secret string) string { return keytest.WrongSecret(t, secret) }
 
 // forgeHandle returns a well-formed token whose handle no key has.
 func forgeHandle(t *testing.T, secret string) string {

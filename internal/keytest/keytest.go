@@ -1,0 +1,35 @@
+// Package keytest makes tokens for tests: well-formed tokens that carry a real key's lookup
+// handle but not its secret, which is how an attacker who saw a handle would probe.
+package keytest
+
+import (
+	"hash/crc32"
+	"testing"
+
+	"github.com/qs/apikeys/keys"
+)
+
+// WrongSecret returns a token that parses, with secret's prefix and handle and a different
+// secret: its last secret character changed and the checksum recomputed.
+func WrongSecret(t testing.TB, secret string) string {
+	t.Helper()
+	tok, err := keys.Parse(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := tok.Prefix()
+	body := []byte(secret[len(prefix) : len(secret)-6])
+	body[len(body)-1] = map[bool]byte{true: 'B', false: 'A'}[body[len(body)-1] == 'A']
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	sum := crc32.ChecksumIEEE([]byte(prefix + string(body)))
+	var digits [6]byte
+	for i := 5; i >= 0; i-- {
+		digits[i] = alphabet[sum%62]
+		sum /= 62
+	}
+	forged := prefix + string(body) + string(digits[:])
+	if _, err := keys.Parse(forged); err != nil {
+		t.Fatalf("forged token does not parse: %v", err)
+	}
+	return forged
+}
