@@ -27,7 +27,9 @@ type Error struct {
 }
 
 // FieldError names one offending input field. Field is a JSON pointer into the request body
-// ("/keys/3/expiresAt"); Detail says which rule failed, never the value sent.
+// ("/keys/3/expiresAt") or, without the leading slash, the name of a query parameter
+// ("limit"), as the API's problem documents name them; Detail says which rule failed, never
+// the value sent.
 type FieldError struct {
 	Field  string
 	Detail string
@@ -69,18 +71,17 @@ type Fields []FieldError
 // Add records that field broke a rule.
 func (f *Fields) Add(field, detail string) { *f = append(*f, FieldError{Field: field, Detail: detail}) }
 
-// Check adds err's fields (or a field of its own at field for an error without any) when err
-// is an EINVALID error, and returns err unchanged otherwise, so parsing can go on.
-func (f *Fields) Check(field string, err error) error {
+// Check records that field failed to parse with err: err's own fields when it names any,
+// otherwise one at field with err's detail. Nothing is recorded for a nil err.
+func (f *Fields) Check(field string, err error) {
 	var e *Error
-	if !errors.As(err, &e) || e.Code != EINVALID {
-		return err
+	switch {
+	case err == nil:
+	case errors.As(err, &e) && len(e.Fields) > 0:
+		*f = append(*f, e.Fields...)
+	default:
+		f.Add(field, ErrorDetail(err))
 	}
-	if len(e.Fields) == 0 {
-		f.Add(field, e.Detail)
-	}
-	*f = append(*f, e.Fields...)
-	return nil
 }
 
 // Err returns an EINVALID error with every collected field, or nil when there is none.

@@ -20,6 +20,23 @@ func NewKeyID() string { return KeyIDPrefix + uuid.Must(uuid.NewV7()).String() }
 // NewSubjectID mints a subject id: "subject_" and a UUIDv7.
 func NewSubjectID() string { return SubjectIDPrefix + uuid.Must(uuid.NewV7()).String() }
 
+// ParseSubjectID checks a subject id: "subject_" and 1 to 64 ASCII letters, digits, '_' or
+// '-'. Subjects this service creates have a UUIDv7; other systems' subject ids may appear as
+// creators. EINVALID.
+func ParseSubjectID(s string) (string, error) {
+	rest, ok := strings.CutPrefix(s, SubjectIDPrefix)
+	if !ok || rest == "" || len(rest) > 64 {
+		return "", Invalid("a subject id is \"subject_\" followed by 1 to 64 letters, digits, '_' or '-'")
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return "", Invalid("a subject id is \"subject_\" followed by 1 to 64 letters, digits, '_' or '-'")
+		}
+	}
+	return s, nil
+}
+
 // ParseKeyID checks the shape of a key id that names an existing key: "apk_" and a UUID in
 // its canonical lower-case form. Any UUID version is accepted here so that keys created
 // under an older rule stay reachable; new ids must pass ParseNewKeyID. Returns EINVALID.

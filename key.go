@@ -18,6 +18,15 @@ const (
 	StatusExpired Status = "expired"
 )
 
+// ParseStatus checks a status filter. EINVALID.
+func ParseStatus(s string) (Status, error) {
+	switch st := Status(s); st {
+	case StatusActive, StatusRevoked, StatusExpired:
+		return st, nil
+	}
+	return "", Invalid("must be active, revoked or expired")
+}
+
 // Scope is a permission a key may hold.
 type Scope string
 

@@ -24,7 +24,7 @@ type Principal struct {
 	// key a longer one.
 	ExpiresAt *time.Time
 	// Replaced reports that the bearer key has been rotated and lives on in its grace
-	// period: it may still act, but not on the keys that replace it.
+	// period: it may still read and verify, but write only to itself.
 	Replaced bool
 }
 
@@ -72,15 +72,30 @@ func (p *Principal) MayGrantLifetime(expiresAt *time.Time) bool {
 	return expiresAt != nil && !expiresAt.After(*p.ExpiresAt)
 }
 
+// MayCreate reports, as EFORBIDDEN, why the caller may not create keys: a replaced key is
+// being retired, and a fresh credential made with it would let it act on its replacement
+// through a key of another subject.
+func (p *Principal) MayCreate() error {
+	if p.Replaced {
+		return errRetiring
+	}
+	return nil
+}
+
 // MayManage reports, as EFORBIDDEN, why the caller may not update, revoke or rotate k, a key
-// it sees: k holds scopes the caller lacks, or the caller has been replaced and k is another
-// key of its own subject (its replacement or a later one).
+// it sees: k holds scopes the caller lacks, or the caller has been replaced and k is not the
+// caller itself. A key in its grace period keeps its power to read and verify, and over itself
+// (it may give itself up), but loses every other write: otherwise it could reshape a key that
+// then manages its replacement.
 func (p *Principal) MayManage(k *Key) error {
 	if !p.MayHold(k.Scopes) {
 		return Errorf(EFORBIDDEN, "a key cannot manage a key that holds scopes it does not hold itself")
 	}
-	if p.Replaced && k.SubjectID == p.SubjectID && k.ID != p.KeyID {
-		return Errorf(EFORBIDDEN, "a key in its rotation grace period cannot manage the keys that replace it")
+	if p.Replaced && k.ID != p.KeyID {
+		return errRetiring
 	}
 	return nil
 }
+
+var errRetiring = Errorf(EFORBIDDEN,
+	"a key in its rotation grace period may read and verify, and revoke itself, but not create or manage other keys")

@@ -20,10 +20,12 @@ import (
 // multi-line text), DEL, C1 controls, the line and paragraph separators and the bidirectional
 // embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), which can make a name
 // display as something it is not. Text that must have content needs one character that is not
-// Blank: not white space (Unicode's White_Space) and not one of the characters that display as
-// nothing — soft hyphen, combining grapheme joiner, the Hangul and Khmer fillers, the Mongolian
-// vowel separator, zero-width spaces and joiners, directional marks (U+061C, U+200E, U+200F),
-// invisible operators (U+2060–U+2064), the blank Braille pattern (U+2800) and U+FEFF.
+// Blank: not white space (Unicode's White_Space), not a default-ignorable code point of the
+// Basic Multilingual Plane (Unicode's Default_Ignorable_Code_Point: soft hyphen, joiners,
+// fillers, variation selectors, directional marks, invisible operators, U+FEFF, …), and not
+// the blank Braille pattern U+2800. Default-ignorables beyond the BMP (tag characters,
+// U+1BCA0–U+1BCA3, U+1D173–U+1D17A) count as visible: a pattern excluding them cannot mean the
+// same in ECMA-262 without the u flag (which sees surrogate halves) and in Go's regexp.
 
 // Length limits of text fields, in code points.
 const (
@@ -55,9 +57,10 @@ func refused(r rune, multiLine bool) bool {
 func Blank(r rune) bool {
 	switch {
 	case r >= 0x09 && r <= 0x0D, r == 0x20, r == 0x85, r == 0xA0, r == 0xAD, r == 0x034F,
-		r == 0x061C, r == 0x115F, r == 0x1160, r == 0x1680, r == 0x17B4, r == 0x17B5, r == 0x180E,
-		r >= 0x2000 && r <= 0x200F, r == 0x2028, r == 0x2029, r == 0x202F,
-		r >= 0x205F && r <= 0x2064, r == 0x2800, r == 0x3000, r == 0x3164, r == 0xFEFF, r == 0xFFA0:
+		r == 0x061C, r == 0x115F, r == 0x1160, r == 0x1680, r == 0x17B4, r == 0x17B5,
+		r >= 0x180B && r <= 0x180F, r >= 0x2000 && r <= 0x200F, r == 0x2028, r == 0x2029,
+		r == 0x202F, r >= 0x205F && r <= 0x206F, r == 0x2800, r == 0x3000, r == 0x3164,
+		r >= 0xFE00 && r <= 0xFE0F, r == 0xFEFF, r == 0xFFA0, r >= 0xFFF0 && r <= 0xFFF8:
 		return true
 	}
 	return false

@@ -232,9 +232,10 @@ type ApiKey struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
-	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
-	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space), the default-ignorable code points of the Basic
+	// Multilingual Plane (U+00AD, U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5,
+	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
+	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name Name `json:"name"`
 
@@ -329,9 +330,10 @@ type CreateApiKeyRequest struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
-	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
-	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space), the default-ignorable code points of the Basic
+	// Multilingual Plane (U+00AD, U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5,
+	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
+	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   Name    `json:"name"`
 	Scopes *Scopes `json:"scopes,omitempty"`
@@ -380,9 +382,10 @@ type CreatedApiKey struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
-	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
-	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space), the default-ignorable code points of the Basic
+	// Multilingual Plane (U+00AD, U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5,
+	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
+	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   Name   `json:"name"`
 	Prefix string `json:"prefix"`
@@ -454,9 +457,10 @@ type Metadata = json.RawMessage
 // Name One line of text with at least one visible character. Refused: C0 and C1 control
 // characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 // bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
-// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
-// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
+// White space (Unicode's White_Space), the default-ignorable code points of the Basic
+// Multilingual Plane (U+00AD, U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5,
+// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
+// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 // literal characters so that it means the same to ECMA-262 and to other engines.
 type Name = string
 
@@ -498,9 +502,10 @@ type RotateApiKeyRequest struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
-	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
-	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space), the default-ignorable code points of the Basic
+	// Multilingual Plane (U+00AD, U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5,
+	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
+	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name *Name `json:"name,omitempty"`
 }
@@ -556,9 +561,10 @@ type UpdateApiKeyRequest struct {
 	// Name One line of text with at least one visible character. Refused: C0 and C1 control
 	// characters, DEL, the line and paragraph separators (U+2028, U+2029) and the
 	// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069).
-	// White space (Unicode's White_Space) and characters that display as nothing (U+00AD,
-	// U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5, U+180E, U+200B–U+200F, U+2060–U+2064,
-	// U+2800, U+3164, U+FEFF, U+FFA0) do not count as visible. The pattern is written with
+	// White space (Unicode's White_Space), the default-ignorable code points of the Basic
+	// Multilingual Plane (U+00AD, U+034F, U+061C, U+115F, U+1160, U+17B4, U+17B5,
+	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
+	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name   *Name   `json:"name,omitempty"`
 	Scopes *Scopes `json:"scopes,omitempty"`
@@ -6671,107 +6677,108 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F1Pcxs5dv8qqM5WWco06ab+2aJqD7Qs7TBjyy79mUnW1Jpg9yOJURNoA2hKHJeqPIe9Zg+5pVK7c9hK",
-	"VXJILskpVcknyD3X8X6A/QqpB6Cb3WRLImVLnp3yxSKbDeABeH9+eH/gt14oRongwLXymm89CSoRXIH5",
-	"8oRGh/AmBaXxWyi4Bm4+0iSJWUg1E/xhIkUvhtEX3yrB8TcVDmFE8dMvJPS9pvdXD6dDPLS/qocvbSvv",
-	"8vLS9yJQoWQJduc1veMhEGmHJUyREY37Qo4gIkKSPmWxImMas8iMvkO40EPGB+ScKhIOKR9AVPcufW9X",
-	"8H7Mwk9GeejGV+Sc6SHR5iclUhnCA0WUphrIiqZnwAmLfCJhLM4gImcw8fEfQmMJNJoQKfDVaNVMal/I",
-	"Hosi4Pc9q5DGMUjcjjMuzjnppZqM6ARXn0SC6CFThsA21yA5je+TvhYnKYeLBEINkeGQVMKOWfEINGUx",
-	"4TBG4nkYpxEowhyRluQDofdFyqP7JPlAEJWGw5wjfORtXMsxU6wXA9HC0G+X3ZB5LMQzKgfwqfi5J6IJ",
-	"7n+MREiih5QbEhVIXFwahpBou6InnKZ6KCT7Du51VZ8zpRgf+FOV4ZOUG4adCpiQBC4SJiEiPaASpyLO",
-	"gNc93xsCjUAazffNN9/UWqkeAtdILpTp05MEvKantGR8gJTYSY8pi2kvvvctiqimPaqARAKUYSPK1TlI",
-	"w1XI+hNC5UDwNRYRFQuN2meC80/VhPSFNPt4PhQxkHPKdIevZBvLQsA9F2OQsaARRKs7RILGDvsabEOe",
-	"jnogiegTBaHgEcoXOcSXai18qd7h5bUt/Fa5rCieA5D5uqo0SYTUED2HiNFj89L9LnDG+7i0CrgmVJFu",
-	"cVQcrUtWsGeKnIUqX6SaSBhQGaE0h1TBKq7MyfF+7XHdw4Hc6EhcK2FfwcRMJooY9knjl1IkIDVDW9yn",
-	"sYIKxdd62UZrUSfdNInQTrR0l1Aeka4KRQKqS6gEQuNzOlEkkWCoZ9wobCe6DxTJjT5KQVIY9q0XSrDd",
-	"3rSEx2wEStNRghrAtXoyOUp730Ko29FNzacvzu7A9e2eFl699D3gYyYFHwFfYMy90svY2igGteRkh1QN",
-	"W/FAYCPg6chrvvIyefNO/Vlt4XvsRsosO1iiUBx4BNGJgpuatQuvXvpeTBWaNiNlCdVo9Lym95tXrdqv",
-	"ae27oLZ9+nbj8hdeBYXY8kQtve1Zs3aCzUb04hnwgR56zY3NikFGoCmqrpuGeJ69d+l7nI5uXIUDfOcS",
-	"GRn67ALfnpfoPpOI0YZU0lCDVKi+rNILJWhiFKCxC8T2YmRqg4yEhFXf6EwJoRhwhgaHUCODKDtVq/z6",
-	"9O2mv75VvdISkpiGKCrtpbjCmbMlN8i1uq1cuuaHQJ12LWzxZhBUTc+i130pRsvNz6qvG6mzb+H7mupU",
-	"LTbCkX0XW91qGTRwuoh+Oc7eu/S9XD0vsV9mxd+kiFVQp7DIK1LshCHn84K8F3RSpS72C2o9X7qpphLm",
-	"PaQ635E5IerS5Ox1l/RFHItzxBITQsnJSfspWpeQcsFZSGOCP8oaGj8UmlGd7Bk4ggec3AQhyLD0qA4f",
-	"UuU6Gj8iKwqAdA/gPKOju7pDKJ/YgcYgFRMcDbNFn2h4h4D2jhO4YEqjbJ7BpMPRdlODBxUCa6rxsXKj",
-	"IhDsCwn2B5nGYAASkUDDIeI5i2Dggo4SBHceTj1obAe00VurhevRRu0RbPZrj+l2rxaEjWgN1vsbdLNX",
-	"VgjY6lVQ26a1/unbx5e1/PPGAp8ba9Xqo8TQ85vkkG4X1ygCycYQNQ2KydCwgQq52euSThoE6+EvCRfn",
-	"qM9ycxZqNkZec+28zFZWG7gnVIfDXbO4lkBVcCNcC3DK4AM3Cf8yDaMbZbs4XjYcWhl60bbNG6ihRoxn",
-	"X3PCqZR0MiduZvAqoagaaLl5/WXhm5vhSkFCPwyx3DUkWNaqLK/pZ5jIEHc1E0W3w/3WQYS4XaeSW+2r",
-	"C2d1o8gy5ca0b34UPJ7kSN+9QqVkoEjXwp6vYNL9fAL4fAK4X3B+C8x8b6AyE4vqQ4R1mdiX6uRII4Zg",
-	"Gm3nDv4NKUdT2wOihuKcEzqgjF93SlgL/Mba4+o5f8a3JXw73ZmPhnWfllVOebv3JQDRcKF3iKY9n8SM",
-	"A+mDQ1BGj9IBOIXsfC4GGNfJIfRThS8ax1gXBaDb7HChhyDJbmA62G2QUHAtRVw4k/rk6d4zn5x8sRas",
-	"PXZ/t93f1vt3/2A+7NkHW1vuwda2RauFk1kjQOBTZLrfdDoXQVDDfx/jP0/wn138Zw8fNvY7nYtH+/hx",
-	"e7+T4vDm3+337/619v7dv73//p9r77//l9O/ruTUvVkFPAXOBd38OpEimqFz7bHBZ/n3KyTltCA09Wbt",
-	"CjL2GcTRnpRCLg3ONGVxhZvX9/rY5zxztMjfHL04IIkwgQXCuPPeG7fhSvchIsmHwUNk5+6qccpSklBJ",
-	"R6CN+w1/qFfNgfGiRcHuPN97k4KcWC0yzB2rFVZmVrqQK+wE/GyOVWLwJdAYV3+pNZtqp4xYcXYzSdcI",
-	"Y7ts8qYsFLJaOMM3WxsfkW2eF+xe9QJomVYgsj4qCMMGdhJE9AnVZCSUJpsB0SKpxTCGmEwXzvqUgu0t",
-	"0ptoUHh25XggZjRmCqJ6h7dNAPQMEuNxNr5b62MONUSrNk4oZATSdGUd8SqLc0W5IihSvxnMrrbvXdQG",
-	"ouYefqsErx/S8+egFB0YU33gzHp5yi84WC0o+kYx2jAn1SQGqjQRHPJgVq7ScmXYnFd8HT6n+VCGzBD4",
-	"JgrMQNJkSBTgZy2kIitl5bhq3tRD6PAei5iE0G4fgVEPoojxgfJNMEOyyK0/UyKmuPorN+nV1XqHfzNk",
-	"GohKaAhk5YSzUETwQBHz+PURPrYkFByLBmhHTCUxNZg9i1evnHwRBK2nfoeffBGsb+zjeMFWYxf/Nhqb",
-	"+/bvVmD+Pnqy4f5umr+PA0df8MTRF+w7goOM4A3T9drjwHSx3tgyXezv7Zs39/dbwSqJhPEGhCK1QQ23",
-	"Y3WC8MZJEbLguWRaAzd73OEx0yBp0VTlbhWmyQgoV9aZSkcmkrm3+7xVW9tas7sjiDV9wAeMg5ozV2vu",
-	"mH6FPE9t18JmqtBmLcjbtPBj6+n//u7//unH3/7hx9/+8OM/vvvx9//x4+//88cf/v79u3e19+9+Z3ut",
-	"vX/37++//0Pt/fd/dH2+/+Hdn969+9Nv//jn//qfP//3D6e3oapS/RRP0vN2hhMWEUrCmKEqCIdCKFDG",
-	"G00Jh3PUB01S6Zkr+OGsb63DVw73d8n25tZaM/ekcdZDeX3kkzGVjHJNGsHFxWqdtEiWqYDcsBFs371L",
-	"7FH+Zf2y9urxNu2dlp7c5BnLQnpzq2imvbH5iLhQoUsSqIh9XYMEAIHF4r6pAhi5nHU7oZlXmvIQKkea",
-	"mtYRvWAjtK6b29tGQuy3jYLjPQ+d+p5mOq7uUbsIamH3eiLVzV5M+Zl3k9E2v2bdXwuop2GC8gY8Y2dA",
-	"ugW43fUXMR5kpYigV+tlrbG5qNb4MMR7r6rkDsD5ofHffojvUua7eh3Du72/vKziC3N8/xAabuelGUga",
-	"wkuQTERHNlNhnje/FOckFnxgPWaxycciZwCJIudCnhnDncG69YBEdKJW6yQwmL5nAJr1kCu0hBQ5OQTH",
-	"qVZa1za31wLHq/ZJpfQu7kqpWmHjwSg5oxL2Gk8hTQkU0XP+HQ07FB+MQbL+pNJpdZR7TxbSeZaIkgd+",
-	"fUb3+V7K2ZsU3M+IrHEce3Zfkidu56b8MG8hu3u/Sq6s3U66gNkC570ok/+iB6RKT5c8tDMBJOeOqYz0",
-	"jR8Z6OFeUZUBvR0H9tRE4R4/yN4mLFImgZAmCVCJ2NO0ENLY4alpyghYAFyEZXCRtSwc+2qnbxv+1hUe",
-	"z+PC7kzHt3v2mobGFXVn3oopU1bilfX19W0LyrN0O5PgpWxC0e4OGdM4tUqHuYPiKFWa9Gkc4zsToFKR",
-	"IAgaiL+3t7e3jWbCs9cYpAYDy0+Od3Ht+0KOqPaaXkQ11DQzE58j+MT4+5ZT4iPGi08bN4TFZsCvKmOG",
-	"HcLTOCYSRmJsZl6v8nrhOzYlzx7b780LVjJRlUs6S1qF96fkA7nW43HdPJdkxdGtPCCHNo9FFXIJrYa5",
-	"ap9mnRJXLMeiToq7iwJWGdivjZX8EAhjz3DtpDqyQKNIgsqzktyBz5ywXRIfGD+HgScr7ZfjDUQg7Zfj",
-	"rdWdQuLwA0VM4MH1ZhxMFqbMCEtlftaH2cazq6ImLsWKquJUpunOCLGcEZkhcm1za5btK9KprAU8uu9A",
-	"L0739EpO2RVRyYp/3XrWfur53vPWs/0Xh8/38PPBi+PX+y9ODvDz4d7XL74yT/f+9mX70Hw63jtoHRy/",
-	"ft4+et463v0Sfzv4un344uD5Xvlx++DoZH+/vdvG50e7L17uHVXiOUvaIag0Xpp73XyuW6rCzD9RWPYM",
-	"lkyqu03Qc+mY4r2F5EyVTMED0BMiBsrnWNe+59tNnedhGwdNJdOTIxzFTtbmzrdSGyqo0mAjxl0K5Uq3",
-	"9bL91d7fHb1uPX3ePnh9/OKrvYPuqjk05SnMhCmVZqkMUyCJOsBMzszADDo1WkOtE5uzzXhfzBPSxi6V",
-	"T2KmtPJdKY3y8zMa5RExBx4GKqPD+tNGNBwyDoqs7LZJwhKI8Zvf4T0anqUJ+Vb0lE8SKjW3ER8YSJMK",
-	"jsfBJzQ8Ax5lU1BGr5HuyxdHx+QhTVjNBITsSavb4YK7JP1p+gZMLNCrd3iH25Q5FD8zAoGLEBLzFhma",
-	"YA0JhxCeKef8ZopEIkxH9jBqtll1eLflSjJMH03yxNY+2Hwvs03mI3SbpuPC9vnX7lOHZ4j/fCgUTPPO",
-	"XRTCOoLxmc3As8nnMJ3OAyTuopYxZM28260Tm+TSE6n1GVNiRYCsFDTJKlHgtnFEOR2AMlkuHW720RhP",
-	"qisbZucS86IF02Qj2DBB2r7dgIhFxjluMgnNRliSXFh/wMY4Z+vzzgsvhnQMZGUjWF9tFlIA7GHIJzZI",
-	"jutpWZFQQyrObyjiyK6TQfExDc+UT7iQ+GOMY8WC54U3TCuI+2SFZoVZ1n/GbWnLpMPdwAoNLYmpBlf1",
-	"MrF9csFh1X60tE05n7rItF21Omlns+hwS34mPsVpuIROqs08VPVEbHUe0m5QiaWnni0rM7OyPSKXG28N",
-	"SYy7xpwUlWZxTGihKKdUhVYmrsOn1Dmc5EIxLuEagagRLuPINRH77lV1JF2ykjmNjS+8lGY1W5HY4Ubb",
-	"EKDhkIh+H3iEkMZEXo370rqOu9aDHrMQuMX3FsF6z9vHBfetl2klz/ecl95reo16UA/wLZEApwnzmt56",
-	"Paivu6iwUdC5osEvA9Dz2vEAznEWJhXeHi6zOhdKerggJpxpPDU7FjuOhHRLOaI6HPo21NZ9xvhZl9hA",
-	"dJ5Thqt+cvgsg7AcLjRJ6ADISldC/MuOh086Xne13uFd60U2aaqAR1mTuEatjhsJo8pcP9nao8zTgUTx",
-	"N7zf/dVeUbm+ZdGlW+Jc06D19J4xpV1OqlktF4VXXvPVWxNvz+Prbj9yy+svWEtUhIjVXZax0KL9zoAi",
-	"7Hw+Iiv6xObq5gVvflbuhpa0ihrnwV+UjHKK0VVTLKbxLNZvAe5c1Wllds9H67143F6021K63VUdx2zE",
-	"dKnLCPrUgG48+Oau4UbJLdyYdwtXbHlC36SwQ0KRTFDb9qUYGTEpy6STnUTCmIlUGTm8ih3CVCohS+Qu",
-	"Hpwtutq+qPAuXJ765QrztSC4ppgvK+LL3XGvSn5eby1Y26gFjVpj87gRNNeDZhD8ujoLbOpI/JZy8Ga9",
-	"FycKImv9Ui1GRvtEkMRiMjJ18XPHl6pMpsIZBQnbrCBsmic6TQ+1XuRlAqglv1CeEDNN9fSwD69cxJUv",
-	"1Vpw3NhoBhlFxYotr7G9Vm9sPa436o0pP+y2yUuHf6e5eE3vjXqNqOT1xcXFxTQM2JxWCqiKtXdRhtdB",
-	"gANMzzQlLyvyyJT3Fgo1uCzq+Wz/mQT/+YphNGOuSgRRStEilotWUZ4q/OMWP6cytuh5h5Rsm/O4OERl",
-	"rJ9Bk6pekq+qcuINKxhVs84F6GHhfgbTpHFzk1Jttmm0fnOj6bUDl763uQhl+T0ApsH6QnTl5dPmyJmO",
-	"RlROnMWeHs6MsReJy+vps9gYb9/TdKBcpKuWVW7MniqMmBUDYZe+lwhVAY1sdr4qHnsoj/zs8GITWyTl",
-	"ipoMI5/QPLCBunaS4EHInosQhRybA617IaSc9ICkmcpJQI6YMvkXhXOcFDEQqhQbGCWjTC8wzd9naprU",
-	"bwFtsXyxkNC/akEVSJuFXIWJigUtnvUNgNJPRDRZRje//TQ6tVobViqvqxTOota+ssKo7E1xIcwZG9dY",
-	"bh0/m7hFTdxyNmqazV/6qbG2vrG59ejxdkB7YQT9wZB9exaPuEjeSKXT8fnF5LuFTdyCccqPw4pZ+dAV",
-	"1xag2jqneZljvVjnY+KEpizBVUxG7pYUV6XwkzZBG8H2zS3yC4CwQWOBIfIbVkyDzUUmUnE1xSewkJYZ",
-	"XA6gs1e3MIk2FwS7np6jewiQTJWOs5NlyzFf6Lm0/ViM36+uKP1oCnhJzDkjgUsVms5J67QquiCvBm5k",
-	"/g6T5l0nezQcfhbjn7UYpwnRgjSCYAp6XSKZT2gcu5ui8NTykWTcpXwVhHy2uOEc4rjmLmHLHXD2Tpks",
-	"EWUtCJwjzrhC3SU0oYigu5N5YB+oDnfJtsbhmhUqWBRrzkpZa4S3MoU6aZFzKUxI2EaN7XAd3s3DpV3f",
-	"uOEN1xsMbJy+zuVhPMsaYTOMejEo7NC5zOdCCx1eji0Uw+1qxi/+QJXiCQ/Uak5hrAQZgC7T2MxvHZjG",
-	"CsxR0EAypuukOxPfNSvY4d2qIG83C1kYV0+GJdyal3Bcd8ZvWu/wXWFqHyTY40YWkmHK6pgmyYPSPskn",
-	"4JMZ8vwOr6LMJy507RMXufZJRTy66hRSzKm4IytSlbaxkP0IPjIJLuh+BW4bg4xYqH/q2vvnrYxRNggt",
-	"5KhY+b6FznX6tax037LoshCZKYvCr0AX5OCOOPHms8OKuzdRKzf51Z88oNi4uUV+3+Mn4KpfgS1uuD1I",
-	"z/1WFZErVxGaxTMib1axLRfjMcGSU+PgDyuyPExNy/RSOTQoCvQO6fI0jrskjE3OKeVFbx3EkQ2g5ped",
-	"5sHlHmTXt5KVjWA7i067WyZtsNiEtwqxZqpID4Bnd6RWWZVinuodWZWqVNh7tirXy7KrzbeXlP28BPjz",
-	"EWLGapkUC2rRtsm48UmBIXySpbj5eT5I5msjqTI5HS6h7eOcLdDMPbTibu/6uD+tVXmWOaZnoAj0+8ZV",
-	"z6epCTYNzApfnZgyKXuzX0lXmeWd1vCaJITpAag+p32K5VZ3pH2qKrounfr5JNqmsGA/O23zs1YelpOs",
-	"8vio4m+s809C/G1C6LRaOjuVQ6KKFX8P8mid7877Pikcq32rWDv8Cs1qNeiMZkVd4VDMSspjUKp08R5T",
-	"HT5gY+CrdfKNuz24O1+x2C0VJjI1vcjPuoh2rBOGab/Di2+6kQrXNpu+6+QFjycI0mxQo4yt7O1FwDvc",
-	"Aaz8UnoXw8weI2CzCZXnTMFqFQ4rFn3elSasqCut1ISNjzbkQmEYx2t+tjWl+9b+kr23n7Hah6lbG7e3",
-	"BxqbwGt4BQ+I2a3sJtPA6aIP08k2Vfy7K30OX7rf7xA3uKuFrhCTRIoQtSJTJE3qpboDr/nqtJwSMgYO",
-	"qghS88ko79TM16XG1id0FF/naHmRAG8l7CiBcLm5Zx0X0/pmbuswfb9sk/V6kOfkFy56yissKtcjazxt",
-	"eN2SHBfz/n1CVfE/ZzjHg3LKYpcgyPR1C2c0/NV8cmh//iRsYsYmWrjiiNsL4RWLiP0zZCx7AXj+/yo4",
-	"jL963bJlZdA3evaOcmm+sxXMhriCsxypn515H+7M09PlJD0YMjwQzuDnjDF+Ep69Yh706YwolIu6Xp0i",
-	"jHaTyKsTcsNz6b+dyfUuPSuIx+Xp5f8HAAD//w==",
+	"7F3LbyM5ev9XiMoCbWdK6pJfbcvYg9tt7SjTdjf8mEm25W1RVZ8kjktkDcmSrWkY6DnsKYc55BYEu3MI",
+	"AiSHbA4JsECA7F+Qe67d+wfMvxB8JKtUJZVtqZ+zg7605FKR/Eh+jx+/B/uFF4pRIjhwrbzmC0+CSgRX",
+	"YP54SKNj+CYFpfGvUHAN3HylSRKzkGom+P1Eil4Mo8++VoLjbyocwojit19I6HtN76/uT4e4b39V95/a",
+	"Vt719bXvRaBCyRLszmt6p0Mg0g5LmCIjGveFHEFEhCR9ymJFxjRmkRl9l3Chh4wPyCVVJBxSPoCo7l37",
+	"3r7g/ZiFH43y0I2vyCXTQ6LNT0qkMoR7iihNNZAVTS+AExb5RMJYXEBELmDi4z+ExhJoNCFS4KvRqplU",
+	"S8geiyLgH3pWIY1jkLgdF1xcctJLNRnRCa4+iQTRQ6YMgW2uQXIaf0j69jhJOVwlEGqIDIekEnbNikeg",
+	"KYsJhzESz8M4jUAR5oi0JB8J3RIpjz4kyUeCqDQc5hzhI2/jWo6ZYr0YiBaGfrvshsxTIR5TOYCPxc89",
+	"EU1w/2MkQhI9pNyQqEDi4tIwhETbFT3jNNVDIdm38EFX9ZApxfjAn6oMn6TcMOxUwIQkcJUwCRHpAZU4",
+	"FXEBvO753hBoBNJovq+++qq2l+ohcI3kQpk+PUnAa3pKS8YHSImd9JiymPbiD75FEdW0RxWQSIAybES5",
+	"ugRpuApZf0KoHAi+xiKiYqFR+0xw/qmakL6QZh8vhyIGckmZ7vCVbGNZCLjnYgwyFjSCaHWXSNDYYV+D",
+	"bcjTUQ8kEX2iIBQ8Qvkix/hSbQ9fqnd4eW0Lv1UuK4rnAGS+ripNEiE1RIcQMXpqXvqwC5zxPi6tAq4J",
+	"VaRbHBVH65IV7JkiZ6HKF6kmEgZURijNIVWwiitzdtqqbdc9HMiNjsTtJewLmJjJRBHDPmn8VIoEpGZo",
+	"i/s0VlCh+PaettFa1Ek3TSK0E3u6SyiPSFeFIgHVJVQCofElnSiSSDDUM24UthPde4rkRh+lICkM+8IL",
+	"Jdhu71rCUzYCpekoQQ3gWj2cnKS9ryHU7eiu5tMXZ3fg9naPCq9e+x7wMZOCj4AvMOZB6WVsbRSDWnKy",
+	"Q6qGe/FAYCPg6chrPvMyefPO/Vlt4XvsTsosO1iiUBx4BNGZgruatQuvXvteTBWaNiNlCdVo9Lym95tn",
+	"e7Vf09q3QW3n/MXG9S+8Cgqx5ZlaetuzZu0Em43o1WPgAz30mhubFYOMQFNUXXcNcZi9d+17nI7uXIUj",
+	"fOcaGRn67ArfnpfoPpOI0YZU0lCDVKi+rNILJWhiFKCxC8T2YmRqg4yEhFXf6EwJoRhwhgaHUCODKDtV",
+	"q/z8/MWmv75VvdISkpiGKCrtpbjCmbMlN8i1elO5dM2PgTrtWtjizSComp5Fry0pRsvNz6qvO6mzb+H7",
+	"mupULTbCiX0XW73RMmjgdBH9cpq9d+17uXpeYr/Min+TIlZBncIir0ixE4aczwvyXtBJlbrYL6j1fOmm",
+	"mkqY95DqfEfmhKhLk4vnXdIXcSwuEUtMCCVnZ+1HaF1CygVnIY0J/ihraPxQaEZ1cmDgCB5wchOEIMPS",
+	"ozp8SJXraPyArCgA0j2Cy4yO7uouoXxiBxqDVExwNMwWfaLhHQLaO07giimNsnkBkw5H200NHlQIrKnG",
+	"x8qNikCwLyTYH2QagwFIRAINh4jnLIKBKzpKENx5OPWgsRPQRm+tFq5HG7UHsNmvbdOdXi0IG9EarPc3",
+	"6GavrBCw1bOgtkNr/fMX29e1/PvGAt8ba9Xqo8TQ85vkkG4X1ygCycYQNQ2KydCwgQq52euSThoE6+Ev",
+	"CReXqM9ycxZqNkZec+28zFZWG7iHVIfDfbO4lkBVcCPcCnDK4AM3CT+ZhtGdsl0cLxsOrQy9atvmDdRQ",
+	"I8azP3PCqZR0MiduZvAqoagaaLl5/WXhm7vhSkFC3w6xvG9IsKxVWV7TzzCRIe5mJoreDPdbBxHidp1K",
+	"brWvLpzVjSLLlBvTvvlR8HiSI333CpWSgSJdC3u+gEn30wng0wngw4LzN8DMHwxUZmJRfYiwLhP7Up2c",
+	"aMQQTKPt3MXPkHI0tT0gaiguOaEDyvhtp4S1wG+sbVfP+RO+LeHb6c68M6z7qKxyytvdkgBEw5XeJZr2",
+	"fBIzDqQPDkEZPUoH4BSy87kYYFwnx9BPFb5oHGNdFIBus8OFHoIk+4HpYL9BQsG1FHHhTOqTRwePfXL2",
+	"2Vqwtu0+d9zn3uuX/2C+HNgHW1vuwdaORauFk1kjQOBTZLrfdDpXQVDDf7fxn4f4zz7+c4APG61O5+pB",
+	"C7/utDopDm/+3Xn98t9qr1/+++vv/qX2+rt/Pf/rSk49mFXAU+Bc0M3PEymiGTrXtg0+y/++QVLOC0JT",
+	"b9ZuIKPFII4OpBRyaXCmKYsr3Ly+18c+55ljj/zNyZMjkggTWCCMO++9cRuudO8jkrwf3Ed27q4apywl",
+	"CZV0BNq43/CHetUcGC9aFOzO871vUpATq0WGuWO1wsrMShdyhZ2An82xSgw+Bxrj6i+1ZlPtlBErLu4m",
+	"6RZhbJdN3pSFQlYLZ/hma+Mdss1hwe5VL4CWaQUi66OCMGxgJ0FEn1BNRkJpshkQLZJaDGOIyXThrE8p",
+	"2NkivYkGhWdXjgdiRmOmIKp3eNsEQC8gMR5n47u1PuZQQ7Rq44RCRiBNV9YRr7I4V5QrgiL1m8Hsavve",
+	"VW0gau7h10rw+jG9PASl6MCY6iNn1stTfsLBakHRN4rRhjmpJjFQpYngkAezcpWWK8PmvOLr8DnNhzJk",
+	"hsA3UWAGkiZDogC/ayEVWSkrx1Xzph5Ch/dYxCSEdvsIjHoQRYwPlG+CGZJFbv2ZEjHF1V+5S6+u1jv8",
+	"qyHTQFRCQyArZ5yFIoJ7ipjHz0/w8arvAo99msa6xgZcSGoWQURgVUTubHxIFQs7/DCNNYsZH6Q0Jk9j",
+	"yrHvz4Jg7xHSEKxvtMznVmMfPxuNzZb93ArM54OHG+5z0+/ws88a28FDQ3RjO2jZWbgHa0H2YCvIpmUe",
+	"rDe2TB+tg8D+0Dqwb7YOWvaztReYzlutlnuj1dq2y3322dp2EJBIGMdCKFIbH3GbXyeIlJxAIjdfSqY1",
+	"cMMuHR4zDZIWrV7uoWGajIByZf2ydGSCogf7h3u1ta01u9GCWCsKfMA4qDnLt+ZO/DeohqkZXNjiFdqs",
+	"BXmbPfy69+h/v/+/f3r129+/+u0Pr/7x5avf/eer3/3Xqx/+vvbqh+9fv3xZe/3ye9tz7fXLP7z+7ve1",
+	"19/94fUPL//88uWff/vPP/7xZe3HP37/43//6cf/+eHHP/1H7cc//fH8TQisVGrF8/m89eKERYSSMGao",
+	"YMKhEAqU8XFTwuEStUyTVPr7Ct4967Hr8JXj1j7Z2dxaa+b+Oc56KAAPfDKmklGuSSO4ulqtkz2S5T8g",
+	"Y2wEO+/f0fYg/2P9uvZse4f2zktP7vK3ZYHCuVU0097YfEBcANKlHlRE1G7BF4BwZXGPVwHiXM86sxA8",
+	"KE15CJUjTQ32iF6xEdrszZ0dIyz2r42COz8PyPqeZjqu7lG7uGxh93oi1c1eTPmFdxcUML9m3d8K06fB",
+	"h/IGPGYXQLoFEN/1FzFJZKWIy1frZQWyuagCeTsc/bG0yntA/8fGQfw2zlGZb/BtvO/Y4Pq6ikWMf+Bt",
+	"aHgzN9BA0hCegmQiOrGpEPNs+rm4JLHgA+uSi03CF7kASBS5FPKC8QFZyXDjekAiOlGrdRKYQ0PPIEDr",
+	"gldoHykydQiOaa3grm3urAWObe2TSkFe3FdTtcLGRVLydiXsOR5zmhIowvP8bzT3UHwwBsn6k0qv2Enu",
+	"nllI/VkiSi7+9Rk16HspZ9+k4H5G6I7jWOfAkjzxZn7Qt3NHsvfvuMn1tttJF5Fb4EAZZfJfdLFUqeyS",
+	"C3gmQuX8PZWhxPEDg0LcK6oyYrjrIKCaKNzje9nbhEXKZCjSJAEqEZGaFkIakzy1UhkBC+CMsIwzspaF",
+	"c2Xt/EXD37rBpXpa2J3p+HbPntPQ+LremztkypSV0GV9fX3HQvUsn89kkCmbsbS/S8Y0Tq3SYe4kOkqV",
+	"Jn0ax/jOBKhUJAiCBqLynZ2dHaOZ8HA3BqnBgPWz031c+76QI6q9phdRDTXNzMTnCD4zDsXllPiI8eLT",
+	"xh1xtxkcrMrwYZfwNI6JhJEYm5nXq9xq+I7N+bN+gQ/mZiuZqMolnSWtwr1UcrLc6lK5bZ5LsuLojVws",
+	"xzZRRhWSFa2GuWmfZr0eNyzHol6Q9xdmrDKwXxor+TYQxh7n2kl16IJGkQSVeyLc2c+cu12WIBhHioEn",
+	"K+2n4w1EIO2n463V3UJm8j1FTGTD9WY8WBamzAhLZQLY29nGi5vCMi6Hi6riVKb51AixnBGZIXJtc2uW",
+	"7SvytawFPPnQkWSc7vmNnLIvopIV/3LvcfuR53uHe49bT44PD/D70ZPT560nZ0f4/fjgyydfmKcHf/u0",
+	"fWy+nR4c7R2dPj9snxzune5/jr8dfdk+fnJ0eFB+3D46OWu12vttfH6y/+TpwUklnrOkHYNK46W5183n",
+	"tqUqzPwjxX0vYMmsvTeJqi4dtPxgMT9ThlNwBvSEiIHyOda17/l2U+d52AZaU8n05ARHsZO1yfl7qY1F",
+	"VGmwEeMuR3Olu/e0/cXB350833t02D56fvrki4Oj7qo5NOU50oQplWa5ElMgiTrATM7MwAw6NVpDrROb",
+	"FM54X8wT0sYulU9iprTyXa2O8vMzGuURMQceBiqjw7rWRjQcMg6KrOy3ScISiPEvv8N7NLxIE/K16Cmf",
+	"JFRqbkNKMJAm1xyPgw9peAE8yqagjF4j3adPTk7JfZqwmok42ZNWt8MFd1UA0/wQmFigV+/wDrc5eSh+",
+	"ZgQCVyEk5i0yNNEgEg4hvFDOu84UiUSYjuxh1Gyz6vDunqv5MH00yUNbXGETysw2ma/QbZqOC9vn37pP",
+	"HZ4h/suhUDBNbHdhDusexmc2xc9mt8N0OveQuKtaxpA18263TmwWTU+k1pNMiRUBslLQJKtEgdvGEeV0",
+	"AMqk0XS42UdjPKmubJidS8yLFkyTjWDDRIH7dgMiFhmXuUlVNBthSXJ5AwM2xjlbT3he2TGkYyArG8H6",
+	"arOQY2APQz6xUXhcT8uKhBpScX5DEUd2nQyKj2l4oXzChcQfYxwrFjyv7GFaQdwnKzSr/LKuNG5rZyYd",
+	"7gZWaGhJTDW4spqJ7ZMLDqv2q6VtyvnUhb7tqtVJO5tFh1vyM/EpTsNljFJt5qGqJ2LL/5B2g0osPfVs",
+	"WZmZle0Rudx4a0hi3DXmpKg0i2NCC1U/pTK3MnEdPqXO4STlEkgtUEUgaoTL+HRNSkD3pkKVLlnJ/MfG",
+	"LV7K45oteexwo20I0HBIRL8PPEJIY0K7xpNpvchd60yPWQjc4nuLYL3D9mnBk+tlWsnzPeew95peox7U",
+	"A3xLJMBpwrymt14P6usu7GwUdK5o8I8B6HnteASXOAuTa28Pl1khDSU9XBATLzWeml2LHUdCuqUcUR0O",
+	"fRvL6z5m/KJLbKQ7T1rDVT87fpxBWA5XmiR0AGSlKyH+ZcfDJx2vu1rv8K51KJs8WMCjrMmMo1bHjYRR",
+	"Za6fbO1R5ulAovgb3u/+6qCoXF+w6Notca5p0Hp6j5nSLunVrJYL8yuv+eyFCejnAXy3H7nl9RcsVipC",
+	"xOouy1ho0X5nQBF2Ph/yFX1ik4Hzijo/q6dDS1pFjXPmL0pGOYfppikW84QW67cAd27qtDJ96J31Xjxu",
+	"L9ptKZ/vpo5jNmK61KULP9uDb+4abpTcwo15t3DFlif0mxR2SSiSCWrbvhQjIyZlmXSyk0gYM5EqI4c3",
+	"sUOYSiVkidzFQ7ZFV9tnFd6F63O/XMK+FgS3VAtmVYK5O+5Zyc/rrQVrG7WgUWtsnjaC5nrQDIJfV6eZ",
+	"TR2JX1MO3qz34kxBZK1fqsXIaJ8IklhMRqbwfu74UpUqVTijIGGbFYRNE1Gn+afWi7xMLLXkF8ozbqa5",
+	"pB724ZWrxPKlWgtOGxvNIKOoWBLmNXbW6o2t7Xqj3pjyw36bPHX4d5rs1/S+Uc8RlTy/urq6mkYEm9NS",
+	"BFWx9i7K8DwIcIDpmabkZUUemfLeQqEGl6Y9X04wU0EwX5KMZsyVoSBKKVrEclUsylOFf9zi51TGFj3v",
+	"kpJtcx4Xh6iM9TNoUtVL8lVVr7xhBaNq1rkA3S9cAGGaNO5uUir+No3W7240vdfg2vc2F6Esv2jANFhf",
+	"iK68PtscOdPRiMqJs9jTw5kx9iJxiUN9Fhvj7XuaDpSLdNWy0pDZU4URs2Ig7Nr3EqEqoJFN/1fFYw/l",
+	"kZ8dXmy6i6RcUZPC5BOaBzZQ104SPAjZcxGikFNzoHUvhJSTHpA0UzkJyBFTJhWjcI6TIgZClWIDo2SU",
+	"6QWmBQJMTasGLKAt1kcWKgZWLagCadOcqzBRsWLGs74BUPqhiCbL6OYXH0enVmvDSuV1k8JZ1NpXljCV",
+	"vSkuhDlj4xrLreMnE7eoiVvORk3LBUo/NdbWNza3HmzvBLQXRtAfDNnXF/GIi+QbqXQ6vryafLuwiVsw",
+	"TvluWDGrT7rhXgRUW5c0r6OsFwuJTJzQ1D24kszIXcPiyiB+0iZoI9i5u0V+wxA2aCwwRH6Fi2mwuchE",
+	"Ku6++AgW0jKDSwd09uoNTKLNBcGup+foHgIkUwbk7GTZcsxXki5tPxbj95tLVt+ZAl4Sc85I4FKVrHPS",
+	"Oi27LsirgRuZv8PkkdfJAQ2Hn8T4Zy3GaUK0II0gmIJel0jmExrH7ioqPLW8Ixl3KV8FIZ+tnriEOK65",
+	"W95yB5y9tCZLRFkLAueIM65Qd8tNKCLo7mYe2Huqw13erXG4ZpUQFsWas1LWGuGtTKFO9silFCYkbKPG",
+	"drgO7+bh0q5v3PCG6w0GNk5f5/IwnmWNsBlGvRgUduhc5nOhhQ4vxxaK4XY14xe/p0rxhHtqNacwVoIM",
+	"QJdpbObXGkxjBeYoaCAZ03XSnYnvmhXs8G5VkLebhSyMqyfDEm7NSziuO+M3rXf4vjDFFRLscSMLyTBl",
+	"dUyT5EFpn+QT8MkMeX6HV1HmExe69omLXPukIh5ddQop5lS8JytSlbaxkP0I3jEJLuh+A24bg4xYqH/q",
+	"2vvnrYxRNggt5KhY+X4Dnev0a1npvmDRdSEyUxaFX4EuyMF74sS7zw4r7mJGrdzkV3/ygGLj7hb5hZIf",
+	"gat+BbbO4c1Beu63qohcuZLTLJ4RebOKbbkYjwmWnBsHf1iR5WHKW6a31qFBUaB3SZencdwlYWxyTikv",
+	"eusgjmwANb9NNQ8u9yC7H5asbAQ7WXTaXWNpg8UmvFWINVNFegA8u4S1yqoU81Tfk1WpSoX9wFbldll2",
+	"xf/2FrSflwB/OkLMWC2TYkEt2jYZNz4pMIRPshQ3P88HyXxtJFUmp8MltL2bswWauftW3O1lIh9Oa1We",
+	"ZU7pBSgC/b5x1fNpaoJNA7PCVyemTMpeHVjSVWZ5VX6ptUlCmB6A6nPap1hu9Z60T1VF17VTPx9F2xQW",
+	"7GenbX7WysNyklUe71T8jXX+SYi/TQidFk5np3JIVLHi714erfPded8nhWO1bxVrh9+gWa0GndGsqCsc",
+	"illJeQxKlW72Y6rDB2wMfLVOvnLXE3fnKxa7pcJEpqY3BVoX0a51wjDtd3jxTTdS4V5o03edPOHxBEGa",
+	"DWqUsZW9Hgl4hzuAld9672KY2WMEbDah8pIpWK3CYcWiz/elCSvqSis1YeOdDblQGMbxmp9tTelCt79k",
+	"7+0nrPZ26tbG7e2BxibwGl7BA2J27bvJNHC66O10sk0V//ZGn8Pn7vf3iBvc3UU3iEkiRYhakSmSJvVS",
+	"3YHXfHZeTgkZAwdVBKn5ZJR3bubrUmPrEzqKb3O0PEmA7yXsJIFwublnHRfT+mYu7jB9P22T9XqQ5+QX",
+	"bpLKKywq1yNrPG1425KcFvP+fUJV8X9/uMSDcspilyDI9G0LZzT8zXxybH/+KGxixiZauOKINxfCGxYR",
+	"+2fIWPaG8fw/bnAYf/W2ZcvKoO/07J3k0vzeVjAb4gbOcqR+cua9vTNPT5eT9GDI8EA4g58zxvhJePaK",
+	"edDnM6JQLup6do4w2k0ir07IDc+1/2Im17v0rCAe1+fX/x8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

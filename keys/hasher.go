@@ -33,9 +33,6 @@ func NewHasher(params Params, slots int, wait time.Duration) *Hasher {
 	return &Hasher{params: params, slots: make(chan struct{}, slots), wait: wait}
 }
 
-// Params returns the parameters new hashes are made with.
-func (h *Hasher) Params() Params { return h.params }
-
 // Slots returns how many argon2id computations may run at once.
 func (h *Hasher) Slots() int { return cap(h.slots) }
 

@@ -11,10 +11,11 @@ import (
 	"github.com/qs/apikeys/service"
 )
 
-// This file converts between the generated HTTP types and the domain's. Requests are parsed
-// with the domain's one function per kind of value (apikeys.Parse*), each offending field
-// named under its JSON pointer; what the validator already checked is checked again here at
-// no cost, so the use cases never see an unparsed value whatever sits in front of them.
+// This file converts between the generated HTTP types and the domain's. Every value of a
+// request is parsed with the domain's one function for its kind (apikeys.Parse*), each
+// offending field named by its JSON pointer (body) or name (query); what the validator already
+// checked is checked again here at no cost, so the use cases never see an unparsed value
+// whatever sits in front of them.
 
 // parse runs a domain parse function on v when v is present, naming field on failure.
 func parse[T, V any](f *apikeys.Fields, field string, v *V, fn func(V) (T, error)) T {
@@ -42,6 +43,8 @@ func parseExpiry(f *apikeys.Fields, field string, t *time.Time) *time.Time {
 	}
 	return &v
 }
+
+func parseStatus(s gen.ApiKeyStatus) (apikeys.Status, error) { return apikeys.ParseStatus(string(s)) }
 
 func parseScopes(ss gen.Scopes) ([]apikeys.Scope, error) {
 	strs := make([]string, len(ss))

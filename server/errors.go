@@ -93,6 +93,14 @@ func fromHTTPError(he *echo.HTTPError, log *slog.Logger, r *http.Request) *probl
 		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", he)
 		return &problem{status: http.StatusInternalServerError, detail: "an unexpected error occurred; it has been logged"}
 	}
+	var ute *json.UnmarshalTypeError
+	if he.Code == http.StatusBadRequest && errors.As(he.Internal, &ute) {
+		// The generated decoder's types are stricter than JSON Schema (1e3 is an integer to
+		// the validator, not to encoding/json); its message names Go types, so it stays here.
+		field := "/" + strings.ReplaceAll(ute.Field, ".", "/")
+		return &problem{status: http.StatusBadRequest, detail: "the request does not match the API's schema",
+			fields: []gen.FieldError{fieldError(gen.Body, field, "has a value of the wrong type for this field")}}
+	}
 	if he.Code == http.StatusBadRequest && he.Internal != nil {
 		if fields := validationFields(he.Internal); len(fields) > 0 {
 			return &problem{status: http.StatusBadRequest, detail: "the request does not match the API's schema", fields: fields}

@@ -87,6 +87,8 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			{"rotate negative grace", "POST", key + "/rotate", map[string]any{"gracePeriodSeconds": -1}, 400, "/gracePeriodSeconds"},
 			{"rotate long grace", "POST", key + "/rotate", map[string]any{"gracePeriodSeconds": 2592001}, 400, "/gracePeriodSeconds"},
 			{"rotate fractional grace", "POST", key + "/rotate", map[string]any{"gracePeriodSeconds": 1.5}, 400, "/gracePeriodSeconds"},
+			{"rotate grace in exponent notation", "POST", key + "/rotate", `{"gracePeriodSeconds":1e3}`, 400, "/gracePeriodSeconds"},
+			{"rotate grace past int64 seconds", "POST", key + "/rotate", `{"gracePeriodSeconds":18446744074}`, 400, "/gracePeriodSeconds"},
 			{"rotate past expiry", "POST", key + "/rotate", map[string]any{"expiresAt": past}, 400, "/expiresAt"},
 			{"verify without key", "POST", "/api-keys/verify", map[string]any{"clientIp": "1.2.3.4"}, 400, "/key"},
 			{"verify bad ip", "POST", "/api-keys/verify", map[string]any{"key": "x", "clientIp": "not-an-ip"}, 400, "/clientIp"},
@@ -107,6 +109,9 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			p := r.obj(t)
 			if p["status"] != float64(tt.status) || p["title"] == "" || p["detail"] == "" {
 				t.Errorf("%s: problem = %v", tt.name, p)
+			}
+			if strings.Contains(string(r.Body), "Go ") || strings.Contains(string(r.Body), "struct") {
+				t.Errorf("%s: the problem speaks of Go types: %s", tt.name, r.Body)
 			}
 			if tt.field != "" && !hasField(t, r, tt.field) {
 				t.Errorf("%s: errors do not name %q: %s", tt.name, tt.field, r.Body)

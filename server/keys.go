@@ -50,18 +50,25 @@ func (s *Server) BatchCreateApiKeys(ctx context.Context, req gen.BatchCreateApiK
 // ListApiKeys lists keys newest first, one page at a time.
 func (s *Server) ListApiKeys(ctx context.Context, req gen.ListApiKeysRequestObject) (gen.ListApiKeysResponseObject, error) {
 	p := req.Params
+	var f apikeys.Fields
 	r := service.ListRequest{
-		TenantID: deref(p.TenantId), EnvironmentID: deref(p.EnvironmentId), SubjectID: deref(p.SubjectId),
-		CreatedBySubjectID: deref(p.CreatedBySubjectId), IntendedUse: deref(p.IntendedUse),
-		Status: apikeys.Status(deref(p.Status)), Limit: deref(p.Limit),
+		TenantID:           parse(&f, "tenantId", p.TenantId, apikeys.ParseTenantID),
+		EnvironmentID:      parse(&f, "environmentId", p.EnvironmentId, apikeys.ParseEnvironmentID),
+		SubjectID:          parse(&f, "subjectId", p.SubjectId, apikeys.ParseSubjectID),
+		CreatedBySubjectID: parse(&f, "createdBySubjectId", p.CreatedBySubjectId, apikeys.ParseSubjectID),
+		IntendedUse:        parse(&f, "intendedUse", p.IntendedUse, apikeys.ParseIntendedUse),
+		Status:             parse(&f, "status", p.Status, parseStatus),
+		Limit:              deref(p.Limit),
 	}
 	if p.Cursor != nil {
 		c, err := apikeys.ParseCursor(*p.Cursor)
 		if err != nil {
-			return nil, badRequest("the cursor is not valid; copy it from a Link header",
-				fieldError(gen.Query, "cursor", "not a cursor this server issued"))
+			f.Add("cursor", "not a cursor this server issued; copy it from a Link header")
 		}
 		r.After = &c
+	}
+	if err := f.Err("the query string was rejected"); err != nil {
+		return nil, err
 	}
 	page, err := s.svc.ListKeys(ctx, principal(ctx), r)
 	if err != nil {
@@ -142,7 +149,11 @@ func (s *Server) RotateApiKey(ctx context.Context, req gen.RotateApiKeyRequestOb
 	if b := req.Body; b != nil {
 		r.Name = parse(&f, "/name", b.Name, apikeys.ParseName)
 		r.ExpiresAt = parseExpiry(&f, "/expiresAt", b.ExpiresAt)
-		r.GracePeriod = time.Duration(deref(b.GracePeriodSeconds)) * time.Second
+		if g := deref(b.GracePeriodSeconds); g < 0 || g > int(service.MaxGracePeriod/time.Second) {
+			f.Add("/gracePeriodSeconds", "must be 0 to 2592000 seconds")
+		} else {
+			r.GracePeriod = time.Duration(g) * time.Second
+		}
 	}
 	if err := f.Err("the request was rejected; nothing was changed"); err != nil {
 		return nil, err

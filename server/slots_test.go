@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,8 +17,29 @@ import (
 	"github.com/qs/apikeys/store"
 )
 
-// TestBusyHashSlotsAnswer503 fills every argon2id slot and checks that requests needing
-// one wait, then answer 503 with Retry-After, and work again once a slot frees up.
+// saturable is a hasher that, while busy, answers as one whose every slot stayed taken.
+type saturable struct {
+	*keys.Hasher
+	busy atomic.Bool
+}
+
+func (h *saturable) Hash(ctx context.Context, secret string) (string, error) {
+	if h.busy.Load() {
+		return "", keys.ErrBusy
+	}
+	return h.Hasher.Hash(ctx, secret)
+}
+
+func (h *saturable) Verify(ctx context.Context, secret, phc string) (bool, error) {
+	if h.busy.Load() {
+		return false, keys.ErrBusy
+	}
+	return h.Hasher.Verify(ctx, secret, phc)
+}
+
+// TestBusyHashSlotsAnswer503: when the hasher is saturated (keys.ErrBusy, tested in keys),
+// requests needing argon2id answer 503 with Retry-After, others are served, and all work
+// again once it frees up.
 func TestBusyHashSlotsAnswer503(t *testing.T) {
 	st, err := store.Open(context.Background(), testdb.New(t, testdb.SQLite).URL)
 	if err != nil {
@@ -25,8 +47,7 @@ func TestBusyHashSlotsAnswer503(t *testing.T) {
 	}
 	defer st.Close()
 	const admin = "slots-admin-token-0123456789"
-	// One slot, which the test holds to saturate the hasher.
-	hasher := keys.NewHasher(fastHash, 1, 50*time.Millisecond)
+	hasher := &saturable{Hasher: keys.NewHasher(fastHash, 1, 50*time.Millisecond)}
 	svc := service.New(service.Config{Store: st, AdminToken: admin, Hasher: hasher})
 	defer svc.Close(context.Background())
 	s, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI})
@@ -47,7 +68,7 @@ func TestBusyHashSlotsAnswer503(t *testing.T) {
 	}
 	secret := strings.Split(strings.Split(created.Body.String(), `"secretKey":"`)[1], `"`)[0]
 
-	release := keys.HoldSlotsForTest(hasher)
+	hasher.busy.Store(true)
 	verify := `{"key":"` + secret + `"}`
 	for name, w := range map[string]*httptest.ResponseRecorder{
 		"verify":        call("/api-keys/verify", admin, verify),
@@ -63,7 +84,7 @@ func TestBusyHashSlotsAnswer503(t *testing.T) {
 	if w := call("/api-keys/verify", admin, `{"key":"qs_live_nope"}`); w.Code != 200 {
 		t.Errorf("malformed key with every slot busy: %d", w.Code)
 	}
-	release()
+	hasher.busy.Store(false)
 	if w := call("/api-keys/verify", secret, verify); w.Code != 200 || !strings.Contains(w.Body.String(), `"VALID"`) {
 		t.Errorf("after the slots freed: %d %s", w.Code, w.Body)
 	}

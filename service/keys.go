@@ -71,21 +71,35 @@ func (s *Service) createKeys(ctx context.Context, p *apikeys.Principal, op Op, r
 	if err := fields.Err("the request was rejected; no key was created"); err != nil {
 		return nil, err
 	}
+	if err := mayCreate(p, rs); err != nil {
+		return nil, err
+	}
 	rows := make([]apikeys.Key, len(rs))
 	for i, r := range rs {
-		k, err := newKey(p, r, now)
-		if err != nil {
-			return nil, err
-		}
-		rows[i] = k
+		rows[i] = newKey(p, r, now)
 	}
 	minted, err := s.mintAll(ctx, rows)
 	if err != nil {
 		return nil, err
 	}
+	// Hashing took a while: the rules are applied again to the caller as it is now, and
+	// the keys are stamped with the time they are written.
+	if p, err = s.fresh(ctx, p, op); err != nil {
+		return nil, err
+	}
+	if err := mayCreate(p, rs); err != nil {
+		return nil, err
+	}
+	now = s.now()
 	news := make([]apikeys.NewKey, len(minted))
-	for i, m := range minted {
-		news[i] = apikeys.NewKey{Key: m.Key, NewSubject: true}
+	for i := range minted {
+		k := &minted[i].Key
+		if k.ExpiresAt != nil && !k.ExpiresAt.After(now) {
+			return nil, apikeys.Invalid("the request was rejected; no key was created",
+				apikeys.FieldError{Field: at(i) + "/expiresAt", Detail: "must be in the future"})
+		}
+		k.CreatedAt, k.UpdatedAt = now, now
+		news[i] = apikeys.NewKey{Key: *k, NewSubject: true}
 	}
 	if err := s.store.CreateKeys(ctx, news); err != nil {
 		return nil, err
@@ -93,21 +107,32 @@ func (s *Service) createKeys(ctx context.Context, p *apikeys.Principal, op Op, r
 	return minted, nil
 }
 
-// newKey applies to one request the rules of what a caller may create: nothing outside its
-// tenant and environment, no scope it lacks, no lifetime longer than its own.
-func newKey(p *apikeys.Principal, r NewKeyRequest, now time.Time) (apikeys.Key, error) {
-	if p.TenantID != "" && r.TenantID != "" && r.TenantID != p.TenantID {
-		return apikeys.Key{}, apikeys.Errorf(apikeys.EFORBIDDEN, "this key may only create keys for its own tenant")
+// mayCreate applies the rules of what a caller may create: not while it is being retired,
+// nothing outside its tenant and environment, no scope it lacks, no lifetime longer than its
+// own. EFORBIDDEN.
+func mayCreate(p *apikeys.Principal, rs []NewKeyRequest) error {
+	if err := p.MayCreate(); err != nil {
+		return err
 	}
-	if p.EnvironmentID != "" && r.EnvironmentID != "" && r.EnvironmentID != p.EnvironmentID {
-		return apikeys.Key{}, apikeys.Errorf(apikeys.EFORBIDDEN, "this key may only create keys for its own environment")
+	for _, r := range rs {
+		if p.TenantID != "" && r.TenantID != "" && r.TenantID != p.TenantID {
+			return apikeys.Errorf(apikeys.EFORBIDDEN, "this key may only create keys for its own tenant")
+		}
+		if p.EnvironmentID != "" && r.EnvironmentID != "" && r.EnvironmentID != p.EnvironmentID {
+			return apikeys.Errorf(apikeys.EFORBIDDEN, "this key may only create keys for its own environment")
+		}
+		if !p.MayHold(r.Scopes) {
+			return apikeys.Errorf(apikeys.EFORBIDDEN, "a key cannot grant scopes it does not hold")
+		}
+		if !p.MayGrantLifetime(r.ExpiresAt) {
+			return errLifetime
+		}
 	}
-	if !p.MayHold(r.Scopes) {
-		return apikeys.Key{}, apikeys.Errorf(apikeys.EFORBIDDEN, "a key cannot grant scopes it does not hold")
-	}
-	if !p.MayGrantLifetime(r.ExpiresAt) {
-		return apikeys.Key{}, errLifetime
-	}
+	return nil
+}
+
+// newKey is the row a request creates, once mayCreate allowed it.
+func newKey(p *apikeys.Principal, r NewKeyRequest, now time.Time) apikeys.Key {
 	k := apikeys.Key{
 		ID: r.ID, SubjectID: apikeys.NewSubjectID(), TenantID: r.TenantID, EnvironmentID: r.EnvironmentID,
 		Name: r.Name, Description: r.Description, CreatedBySubjectID: p.SubjectID,
@@ -124,7 +149,7 @@ func newKey(p *apikeys.Principal, r NewKeyRequest, now time.Time) (apikeys.Key, 
 	if k.EnvironmentID == "" {
 		k.EnvironmentID = p.EnvironmentID
 	}
-	return k, nil
+	return k
 }
 
 var errLifetime = apikeys.Errorf(apikeys.EFORBIDDEN,
@@ -292,15 +317,30 @@ func (s *Service) UpdateKey(ctx context.Context, p *apikeys.Principal, id string
 		return apikeys.Key{}, apikeys.Invalid("the request was rejected; nothing was changed",
 			apikeys.FieldError{Field: "/expiresAt", Detail: "must be in the future"})
 	}
-	if u.Scopes.Set && !p.MayHold(u.Scopes.Value) {
-		return apikeys.Key{}, apikeys.Errorf(apikeys.EFORBIDDEN, "a key cannot grant scopes it does not hold")
-	}
-	if u.ExpiresAt.Set && !p.MayGrantLifetime(u.ExpiresAt.Value) {
-		return apikeys.Key{}, errLifetime
+	p, err := s.fresh(ctx, p, OpUpdateKey)
+	if err != nil {
+		return apikeys.Key{}, err
 	}
 	return s.updateVisible(ctx, p, id, func(k *apikeys.Key) error {
 		if u.ExpiresAt.Set && !p.Admin && k.ID == p.KeyID {
 			return apikeys.Errorf(apikeys.EFORBIDDEN, "a key cannot change its own expiry")
+		}
+		// Scopes given to a key are given for as long as it lives, so adding one needs the
+		// key's lifetime to be within the caller's.
+		expires := k.ExpiresAt
+		if u.ExpiresAt.Set {
+			expires = u.ExpiresAt.Value
+			if !p.MayGrantLifetime(expires) {
+				return errLifetime
+			}
+		}
+		if u.Scopes.Set {
+			if !p.MayHold(u.Scopes.Value) {
+				return apikeys.Errorf(apikeys.EFORBIDDEN, "a key cannot grant scopes it does not hold")
+			}
+			if !k.HasScopes(u.Scopes.Value) && !p.MayGrantLifetime(expires) {
+				return errLifetime
+			}
 		}
 		if k.RevokedAt != nil {
 			return apikeys.Errorf(apikeys.ECONFLICT, "a revoked key cannot be changed")
@@ -335,6 +375,10 @@ func (s *Service) UpdateKey(ctx context.Context, p *apikeys.Principal, id string
 // EFORBIDDEN, ENOTFOUND.
 func (s *Service) RevokeKey(ctx context.Context, p *apikeys.Principal, id, reason string) (apikeys.Key, error) {
 	if err := authorize(p, OpRevokeKey); err != nil {
+		return apikeys.Key{}, err
+	}
+	p, err := s.fresh(ctx, p, OpRevokeKey)
+	if err != nil {
 		return apikeys.Key{}, err
 	}
 	now := s.now()
@@ -389,6 +433,10 @@ func (s *Service) RotateKey(ctx context.Context, p *apikeys.Principal, id string
 	if err != nil {
 		return Created{}, err
 	}
+	if p, err = s.fresh(ctx, p, OpRotateKey); err != nil {
+		return Created{}, err
+	}
+	now = s.now()
 	_, repl, err := s.store.RotateKey(ctx, id, func(o *apikeys.Key) (apikeys.Key, error) {
 		if !p.SeesKey(o) {
 			return apikeys.Key{}, errNoKey

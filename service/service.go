@@ -64,6 +64,14 @@ func RequiredScope(op Op) (apikeys.Scope, bool) {
 	return s, ok
 }
 
+// Hasher runs argon2id within bounds: at most Slots at once, and keys.ErrBusy when none
+// frees up in time. *keys.Hasher is the one the service runs with.
+type Hasher interface {
+	Hash(ctx context.Context, secret string) (string, error)
+	Verify(ctx context.Context, secret, phc string) (bool, error)
+	Slots() int
+}
+
 // Config is what a Service is built from. Its values are validated where they are parsed
 // (cmd/apikeys); New only fills in defaults for the optional ones.
 type Config struct {
@@ -74,7 +82,7 @@ type Config struct {
 	// KeyPrefix starts every new secret; keys.DefaultPrefix when empty.
 	KeyPrefix string
 	// Hasher runs argon2id; keys.NewHasher(keys.DefaultParams(), 0, 0) when nil.
-	Hasher *keys.Hasher
+	Hasher Hasher
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Logger receives what the service cannot report to a caller (failed usage writes).
@@ -88,7 +96,7 @@ type Service struct {
 	store     apikeys.KeyStore
 	adminHash [sha256.Size]byte
 	prefix    string
-	hasher    *keys.Hasher
+	hasher    Hasher
 	clock     func() time.Time
 	log       *slog.Logger
 	usage     *usageRecorder
@@ -157,6 +165,25 @@ func authorize(p *apikeys.Principal, op Op) error {
 	return nil
 }
 
+// fresh returns the caller as it is now, for a write that follows slow work (hashing) or
+// that must not act on a stale view: a bearer key revoked, expired, narrowed or rotated since
+// the request was authenticated acts no more. The rules are then applied, under the row lock
+// where there is one, to this principal. EUNAUTHENTICATED, EFORBIDDEN.
+func (s *Service) fresh(ctx context.Context, p *apikeys.Principal, op Op) (*apikeys.Principal, error) {
+	if p == nil || p.Admin {
+		return p, authorize(p, op)
+	}
+	k, err := s.store.GetKey(ctx, p.KeyID)
+	if apikeys.IsCode(err, apikeys.ENOTFOUND) || (err == nil && k.StatusAt(s.now()) != apikeys.StatusActive) {
+		return nil, apikeys.Errorf(apikeys.EUNAUTHENTICATED, "the bearer key was revoked or expired while the request ran")
+	}
+	if err != nil {
+		return nil, err
+	}
+	current := apikeys.PrincipalOf(&k)
+	return current, authorize(current, op)
+}
+
 // errBadBearer is the one answer to every bearer token that does not authenticate, whatever
 // the reason, so that it tells nothing about a key to someone without its secret.
 var errBadBearer = apikeys.Errorf(apikeys.EUNAUTHENTICATED, "the bearer token is not a valid, active key")
@@ -192,7 +219,7 @@ func (s *Service) Authenticate(ctx context.Context, token, ip string, op Op) (*a
 // state, so the time taken does not tell a revoked key from an active one.
 func (s *Service) check(ctx context.Context, secret string) (k apikeys.Key, ok bool, err error) {
 	k, code, err := s.lookup(ctx, secret)
-	if err != nil || code != apikeys.CodeValid {
+	if err != nil || code != "" {
 		return apikeys.Key{}, false, err
 	}
 	match, err := s.hasher.Verify(ctx, secret, k.Hash)
@@ -202,8 +229,9 @@ func (s *Service) check(ctx context.Context, secret string) (k apikeys.Key, ok b
 	return k, match, nil
 }
 
-// lookup finds the key a token names: MALFORMED when the token fails its format or checksum
-// (no database work), NOT_FOUND when no key carries its handle. It does not check the secret.
+// lookup finds the key a token names. When there is none, code says why: MALFORMED when the
+// token fails its format or checksum (no database work), NOT_FOUND when no key carries its
+// handle; it is "" when the key was found. It does not check the secret.
 func (s *Service) lookup(ctx context.Context, secret string) (apikeys.Key, apikeys.VerifyCode, error) {
 	tok, err := keys.Parse(secret)
 	if err != nil {
@@ -216,7 +244,7 @@ func (s *Service) lookup(ctx context.Context, secret string) (apikeys.Key, apike
 	if err != nil {
 		return apikeys.Key{}, "", err
 	}
-	return k, apikeys.CodeValid, nil
+	return k, "", nil
 }
 
 // hashError turns the hasher's saturation into EUNAVAILABLE; a stored hash it cannot read

@@ -391,3 +391,94 @@ func forgeHandle(t *testing.T, secret string) string {
 	}
 	return other.Secret()
 }
+
+// TestWritesUseTheCallerAsItIsNow: a caller revoked, narrowed or rotated after it was
+// authenticated (while its request hashes, say) writes nothing. The stale principal stands
+// for a request that authenticated before the change.
+func TestWritesUseTheCallerAsItIsNow(t *testing.T) {
+	eachEngine(t, func(t *testing.T, f *fixture) {
+		writer := f.create(f.admin, service.NewKeyRequest{Scopes: all})
+		target := f.create(f.admin, service.NewKeyRequest{Name: "target"})
+		stale := f.as(writer, service.OpCreateKey)
+		writes := map[string]func() error{
+			"create": func() error { _, err := f.svc.CreateKey(ctx, stale, service.NewKeyRequest{Name: "x"}); return err },
+			"batch": func() error {
+				_, err := f.svc.CreateKeys(ctx, stale, []service.NewKeyRequest{{Name: "x"}})
+				return err
+			},
+			"update": func() error {
+				_, err := f.svc.UpdateKey(ctx, stale, target.Key.ID, service.KeyUpdate{Name: service.Some("mine")})
+				return err
+			},
+			"revoke": func() error { _, err := f.svc.RevokeKey(ctx, stale, target.Key.ID, ""); return err },
+			"rotate": func() error {
+				_, err := f.svc.RotateKey(ctx, stale, target.Key.ID, service.RotateRequest{})
+				return err
+			},
+		}
+		count := func() int {
+			page, err := f.svc.ListKeys(ctx, f.admin, service.ListRequest{Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(page.Keys)
+		}
+		before := count()
+		// Narrowed: the writer loses api_keys:write.
+		if _, err := f.svc.UpdateKey(ctx, f.admin, writer.Key.ID, service.KeyUpdate{Scopes: service.Some([]apikeys.Scope{apikeys.ScopeRead})}); err != nil {
+			t.Fatal(err)
+		}
+		for name, do := range writes {
+			if err := do(); !apikeys.IsCode(err, apikeys.EFORBIDDEN) {
+				t.Errorf("%s by a caller narrowed since it authenticated: %v, want forbidden", name, err)
+			}
+		}
+		// Revoked.
+		if _, err := f.svc.RevokeKey(ctx, f.admin, writer.Key.ID, "compromised"); err != nil {
+			t.Fatal(err)
+		}
+		for name, do := range writes {
+			if err := do(); !apikeys.IsCode(err, apikeys.EUNAUTHENTICATED) {
+				t.Errorf("%s by a caller revoked since it authenticated: %v, want unauthenticated", name, err)
+			}
+		}
+		if got := f.get(target.Key.ID); got.Name != "target" || got.RevokedAt != nil || got.ReplacedByID != "" {
+			t.Errorf("the target changed: %+v", got)
+		}
+		if after := count(); after != before {
+			t.Errorf("%d keys after refused writes, want %d", after, before)
+		}
+		// Rotated with a grace period: it may still read but no longer create.
+		other := f.create(f.admin, service.NewKeyRequest{Scopes: all})
+		p := f.as(other, service.OpCreateKey)
+		if _, err := f.svc.RotateKey(ctx, f.admin, other.Key.ID, service.RotateRequest{GracePeriod: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.CreateKey(ctx, p, service.NewKeyRequest{Name: "x"}); !apikeys.IsCode(err, apikeys.EFORBIDDEN) {
+			t.Errorf("create by a caller rotated since it authenticated: %v, want forbidden", err)
+		}
+	})
+}
+
+// TestScopesAreGivenForTheKeysLifetime: adding scopes to a key that outlives the caller
+// gives them for longer than the caller has them.
+func TestScopesAreGivenForTheKeysLifetime(t *testing.T) {
+	eachEngine(t, func(t *testing.T, f *fixture) {
+		hour := f.now().Add(time.Hour)
+		temp := f.as(f.create(f.admin, service.NewKeyRequest{Scopes: all, ExpiresAt: &hour}), service.OpUpdateKey)
+		forever := f.create(f.admin, service.NewKeyRequest{Scopes: []apikeys.Scope{apikeys.ScopeRead}}).Key.ID
+		rw := []apikeys.Scope{apikeys.ScopeRead, apikeys.ScopeWrite}
+		if _, err := f.svc.UpdateKey(ctx, temp, forever, service.KeyUpdate{Scopes: service.Some(rw)}); !apikeys.IsCode(err, apikeys.EFORBIDDEN) {
+			t.Errorf("adding scopes to a key that outlives the caller: %v, want forbidden", err)
+		}
+		if _, err := f.svc.UpdateKey(ctx, temp, forever, service.KeyUpdate{Scopes: service.Some([]apikeys.Scope{})}); err != nil {
+			t.Errorf("removing scopes from it: %v", err)
+		}
+		if _, err := f.svc.UpdateKey(ctx, temp, forever, service.KeyUpdate{Scopes: service.Some(rw), ExpiresAt: service.Some(&hour)}); err != nil {
+			t.Errorf("adding scopes with an expiry within the caller's: %v", err)
+		}
+		if k := f.get(forever); !k.HasScopes(rw) || k.ExpiresAt == nil || !k.ExpiresAt.Equal(hour) {
+			t.Errorf("key %+v", k)
+		}
+	})
+}

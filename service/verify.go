@@ -33,7 +33,7 @@ func (s *Service) Verify(ctx context.Context, p *apikeys.Principal, r VerifyRequ
 		return Verdict{}, err
 	}
 	k, code, err := s.lookup(ctx, r.Key)
-	if err != nil || code != apikeys.CodeValid {
+	if err != nil || code != "" {
 		return Verdict{Code: code}, err
 	}
 	ok, err := s.hasher.Verify(ctx, r.Key, k.Hash)
