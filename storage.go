@@ -28,6 +28,10 @@ type KeyStore interface {
 	// nothing is written and its error is returned. ENOTFOUND; ECONFLICT when the
 	// replacement's id or handle is taken.
 	RotateKey(ctx context.Context, id string, fn func(old *Key) (Key, error)) (old, replacement Key, err error)
+	// SetKeyHash replaces the stored hash of the key with id by newHash if it is still
+	// oldHash (a compare-and-set: of replicas rehashing a key together, one writes), and
+	// reports whether it did. It is a change to the key like any other write.
+	SetKeyHash(ctx context.Context, id, oldHash, newHash string) (bool, error)
 	// RecordUsage stores the latest use of each key; older uses than the recorded one are
 	// ignored.
 	RecordUsage(ctx context.Context, uses []Usage) error
