@@ -111,9 +111,11 @@ func newServerWith(t testing.TB, st apikeys.KeyStore, hash keys.Params) *env {
 	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}}
 	e.clock.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	feed, _ := st.(apikeys.ChangeFeed)
 	e.svc = service.New(service.Config{
 		Store: st, AdminToken: adminToken, Hasher: keys.NewHasher(hash, 0, 0), Now: e.clock.Now,
 		Logger: log, UsageFlushInterval: time.Hour, // tests flush explicitly
+		Feed: feed,
 	})
 	var err error
 	e.srv, err = server.New(server.Config{Service: e.svc, Spec: apikeys.OpenAPI, Logger: log})

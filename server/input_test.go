@@ -205,27 +205,46 @@ func TestReadinessAndSpec(t *testing.T) {
 
 // TestHashParametersCanChange issues a key under cheap argon2id parameters, restarts the
 // service on the production defaults, and checks that the old key still verifies (its
-// PHC string carries its parameters) while new keys get the new ones.
+// PHC string carries its parameters) and is rehashed under the new ones on that first
+// verification, while new keys get the new ones from the start.
 func TestHashParametersCanChange(t *testing.T) {
 	eachEngine(t, func(t *testing.T, e *env) {
 		old := e.create(map[string]any{"name": "old"})
+		stored := func(id string) string {
+			k, err := e.store.GetKey(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(k.Hash, "qs_live_") {
+				t.Fatalf("stored hash %q holds the secret", k.Hash)
+			}
+			return k.Hash
+		}
+		if h := stored(old["id"].(string)); !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
+			t.Fatalf("stored hash %q, want the cheap parameters", h)
+		}
 		restarted := newServerWith(t, e.store, keys.DefaultParams())
 		restarted.clock.Set(e.clock.Now())
-		if v := restarted.verify(map[string]any{"key": old["secretKey"]}); v["code"] != "VALID" {
-			t.Errorf("a key hashed under the old parameters: %v", v)
+		for i := 0; i < 2; i++ {
+			if v := restarted.verify(map[string]any{"key": old["secretKey"]}); v["code"] != "VALID" {
+				t.Errorf("a key hashed under the old parameters, verification %d: %v", i, v)
+			}
 		}
 		fresh := restarted.create(map[string]any{"name": "new"})
 		if v := restarted.verify(map[string]any{"key": fresh["secretKey"]}); v["code"] != "VALID" {
 			t.Errorf("a key hashed under the defaults: %v", v)
 		}
-		for id, want := range map[string]string{old["id"].(string): "m=64,t=1,p=1", fresh["id"].(string): "m=19456,t=2,p=1"} {
-			k, err := e.store.GetKey(context.Background(), id)
-			if err != nil {
-				t.Fatal(err)
+		for _, id := range []string{old["id"].(string), fresh["id"].(string)} {
+			if h := stored(id); !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+				t.Errorf("stored hash %q, want the defaults (rehashed on verification)", h)
 			}
-			if !strings.HasPrefix(k.Hash, "$argon2id$v=19$"+want+"$") || strings.Contains(k.Hash, "qs_live_") {
-				t.Errorf("stored hash %q, want parameters %s", k.Hash, want)
-			}
+		}
+		if n := restarted.svc.Stats().Rehashed.Load(); n != 1 {
+			t.Errorf("%d rehashes, want 1", n)
+		}
+		// The first server, on the old parameters, still verifies the rehashed key.
+		if v := e.verify(map[string]any{"key": old["secretKey"]}); v["code"] != "VALID" {
+			t.Errorf("the rehashed key on the first server: %v", v)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	apikeys "github.com/qs/apikeys"
@@ -70,6 +71,8 @@ type Hasher interface {
 	Hash(ctx context.Context, secret string) (string, error)
 	Verify(ctx context.Context, secret, phc string) (bool, error)
 	Slots() int
+	// NeedsRehash reports whether phc was made with weaker parameters than new hashes.
+	NeedsRehash(phc string) bool
 }
 
 // Config is what a Service is built from. Its values are validated where they are parsed
@@ -89,6 +92,12 @@ type Config struct {
 	Logger *slog.Logger
 	// UsageFlushInterval is how often recorded key usage is written; 1s when zero.
 	UsageFlushInterval time.Duration
+	// Feed reports every write to a key, on every replica; the key cache is used only while
+	// it vouches for it. nil: the cache is never used (every verification reads its key;
+	// the proof memo still spares argon2id).
+	Feed apikeys.ChangeFeed
+	// CacheEntries bounds the key cache; 100,000 when zero.
+	CacheEntries int
 }
 
 // Service runs the use cases. It is safe for concurrent use.
@@ -100,6 +109,9 @@ type Service struct {
 	clock     func() time.Time
 	log       *slog.Logger
 	usage     *usageRecorder
+	verifier  *verifier
+	stop      context.CancelFunc
+	watching  sync.WaitGroup
 }
 
 // New builds a Service and starts its usage recorder; Close stops it.
@@ -119,7 +131,7 @@ func New(cfg Config) *Service {
 	if cfg.UsageFlushInterval <= 0 {
 		cfg.UsageFlushInterval = time.Second
 	}
-	return &Service{
+	s := &Service{
 		store:     cfg.Store,
 		adminHash: sha256.Sum256([]byte(cfg.AdminToken)),
 		prefix:    cfg.KeyPrefix,
@@ -127,8 +139,22 @@ func New(cfg Config) *Service {
 		clock:     cfg.Now,
 		log:       cfg.Logger,
 		usage:     newUsageRecorder(cfg.Store, cfg.UsageFlushInterval, cfg.Logger),
+		verifier:  newVerifier(cfg.Store, cfg.Hasher, cfg.Logger, cfg.CacheEntries),
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	if cfg.Feed != nil {
+		s.watching.Add(1)
+		go func() {
+			defer s.watching.Done()
+			s.verifier.watch(ctx, cfg.Feed)
+		}()
+	}
+	return s
 }
+
+// Stats returns the verifier's counters.
+func (s *Service) Stats() *VerifierStats { return s.verifier.stats }
 
 // now is the clock at the databases' precision, so that what is answered is what is stored.
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
@@ -139,8 +165,13 @@ func (s *Service) Now() time.Time { return s.now() }
 // Flush writes the key usage recorded so far; tests and shutdown call it.
 func (s *Service) Flush(ctx context.Context) error { return s.usage.flush(ctx) }
 
-// Close stops the usage recorder after writing what it holds.
-func (s *Service) Close(ctx context.Context) error { return s.usage.close(ctx) }
+// Close stops watching the change feed and stops the usage recorder after writing what it
+// holds.
+func (s *Service) Close(ctx context.Context) error {
+	s.stop()
+	s.watching.Wait()
+	return s.usage.close(ctx)
+}
 
 // Ready reports whether the database answers, within 2 s. EUNAVAILABLE.
 func (s *Service) Ready(ctx context.Context) error {
@@ -198,12 +229,12 @@ func (s *Service) Authenticate(ctx context.Context, token, ip string, op Op) (*a
 		p := apikeys.AdminPrincipal()
 		return p, authorize(p, op)
 	}
-	k, ok, err := s.check(ctx, token)
+	k, code, err := s.verifier.check(ctx, token)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
-	if !ok || k.StatusAt(now) != apikeys.StatusActive {
+	if code != "" || k.StatusAt(now) != apikeys.StatusActive {
 		return nil, errBadBearer
 	}
 	p := apikeys.PrincipalOf(&k)
@@ -212,39 +243,6 @@ func (s *Service) Authenticate(ctx context.Context, token, ip string, op Op) (*a
 	}
 	s.usage.record(k.ID, now, ip)
 	return p, nil
-}
-
-// check finds the key a presented secret belongs to: ok is false when the token is
-// malformed, names no key, or its secret is wrong. The secret is checked whatever the key's
-// state, so the time taken does not tell a revoked key from an active one.
-func (s *Service) check(ctx context.Context, secret string) (k apikeys.Key, ok bool, err error) {
-	k, code, err := s.lookup(ctx, secret)
-	if err != nil || code != "" {
-		return apikeys.Key{}, false, err
-	}
-	match, err := s.hasher.Verify(ctx, secret, k.Hash)
-	if err != nil {
-		return apikeys.Key{}, false, hashError(err)
-	}
-	return k, match, nil
-}
-
-// lookup finds the key a token names. When there is none, code says why: MALFORMED when the
-// token fails its format or checksum (no database work), NOT_FOUND when no key carries its
-// handle; it is "" when the key was found. It does not check the secret.
-func (s *Service) lookup(ctx context.Context, secret string) (apikeys.Key, apikeys.VerifyCode, error) {
-	tok, err := keys.Parse(secret)
-	if err != nil {
-		return apikeys.Key{}, apikeys.CodeMalformed, nil
-	}
-	k, err := s.store.GetKeyByHandle(ctx, tok.Handle())
-	if apikeys.IsCode(err, apikeys.ENOTFOUND) {
-		return apikeys.Key{}, apikeys.CodeNotFound, nil
-	}
-	if err != nil {
-		return apikeys.Key{}, "", err
-	}
-	return k, "", nil
 }
 
 // hashError turns the hasher's saturation into EUNAVAILABLE; a stored hash it cannot read

@@ -49,7 +49,7 @@ func eachEngine(t *testing.T, fn func(t *testing.T, f *fixture)) {
 			t.Cleanup(func() { st.Close() })
 			f := &fixture{t: t, store: st}
 			f.ns.Store(t0.UnixNano())
-			f.svc = service.New(service.Config{Store: st, AdminToken: adminToken,
+			f.svc = service.New(service.Config{Store: st, AdminToken: adminToken, Feed: st,
 				Hasher: keys.NewHasher(fastHash, 0, 0), Now: f.now, UsageFlushInterval: time.Hour})
 			t.Cleanup(func() { f.svc.Close(ctx) })
 			var aerr error

@@ -32,16 +32,9 @@ func (s *Service) Verify(ctx context.Context, p *apikeys.Principal, r VerifyRequ
 	if err := authorize(p, OpVerifyKey); err != nil {
 		return Verdict{}, err
 	}
-	k, code, err := s.lookup(ctx, r.Key)
+	k, code, err := s.verifier.check(ctx, r.Key)
 	if err != nil || code != "" {
 		return Verdict{Code: code}, err
-	}
-	ok, err := s.hasher.Verify(ctx, r.Key, k.Hash)
-	if err != nil {
-		return Verdict{}, hashError(err)
-	}
-	if !ok {
-		return Verdict{Code: apikeys.CodeNotFound}, nil
 	}
 	now := s.now()
 	if code := verdict(p, r, &k, now); code != apikeys.CodeValid {

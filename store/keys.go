@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -79,23 +81,26 @@ func scopesJSON(scopes []apikeys.Scope) string {
 
 // CreateKeys inserts keys, and for each key whose subject is new (NewSubject true) that
 // subject, all in one transaction: either every key is stored or none is.
-// Returns ECONFLICT when a key id, subject id or lookup handle is taken.
+// Returns ECONFLICT when a key id, subject id or lookup handle is taken. Each key is a change
+// (see Watch).
 func (s *Store) CreateKeys(ctx context.Context, keys []apikeys.NewKey) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+	return s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
+		handles := make([]string, 0, len(keys))
 		for _, nk := range keys {
 			if nk.NewSubject {
 				_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO subjects (id, type, tenant_id, environment_id, created_at)
 					VALUES (?, 'service', ?, ?, ?)`),
 					nk.SubjectID, nullString(nk.TenantID), nullString(nk.EnvironmentID), formatTime(nk.CreatedAt))
 				if err != nil {
-					return s.translate(err)
+					return nil, s.translate(err)
 				}
 			}
 			if err := s.insertKey(ctx, tx, &nk.Key); err != nil {
-				return err
+				return nil, err
 			}
+			handles = append(handles, nk.Handle)
 		}
-		return nil
+		return handles, nil
 	})
 }
 
@@ -225,22 +230,23 @@ func (s *Store) listQuery(f apikeys.KeyFilter) (string, []any, error) {
 // concurrent writers, lets fn change it, and stores the mutable fields fn may have
 // changed (name, description, metadata, expiry, intended use, scopes, revocation and
 // replacement). If fn returns an error nothing is written and that error is returned.
-// Returns ENOTFOUND when no key has the id.
+// Returns ENOTFOUND when no key has the id. A stored update is a change (see Watch).
 func (s *Store) UpdateKey(ctx context.Context, id string, fn func(k *apikeys.Key) error) (apikeys.Key, error) {
 	var out apikeys.Key
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err := s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
 		k, err := s.getKey(ctx, tx, "id", id, true)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		handle := k.Handle // as stored: writeKey does not write the handle
 		if err := fn(&k); err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.writeKey(ctx, tx, &k); err != nil {
-			return err
+			return nil, err
 		}
 		out = k
-		return nil
+		return []string{handle}, nil
 	})
 	return out, err
 }
@@ -261,32 +267,55 @@ func (s *Store) writeKey(ctx context.Context, tx *sqlx.Tx, k *apikeys.Key) error
 // revocation or shortened expiry) and returns the new key, which is inserted for the same
 // subject. If fn returns an error nothing is written and that error is returned.
 // Returns ENOTFOUND when no key has the id, ECONFLICT when the new key's id or handle is
-// taken.
+// taken. A stored rotation is a change to both keys (see Watch).
 func (s *Store) RotateKey(ctx context.Context, id string, fn func(old *apikeys.Key) (apikeys.Key, error)) (old, replacement apikeys.Key, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
 		k, err := s.getKey(ctx, tx, "id", id, true)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		handle := k.Handle
 		nk, err := fn(&k)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// The new row must exist before the old one can point at it.
 		if err := s.insertKey(ctx, tx, &nk); err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.writeKey(ctx, tx, &k); err != nil {
-			return err
+			return nil, err
 		}
 		old, replacement = k, nk
-		return nil
+		return []string{handle, nk.Handle}, nil
 	})
 	return old, replacement, err
 }
 
+// SetKeyHash replaces the stored hash of the key with id by newHash if it is still oldHash,
+// and reports whether it did: of replicas rehashing a key together, one writes. A replaced
+// hash is a change (see Watch); a key with another hash, or none with the id, is not.
+func (s *Store) SetKeyHash(ctx context.Context, id, oldHash, newHash string) (bool, error) {
+	var set bool
+	err := s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
+		var handle string
+		err := tx.GetContext(ctx, &handle, tx.Rebind(`UPDATE api_keys SET secret_hash = ?
+			WHERE id = ? AND secret_hash = ? RETURNING lookup_handle`), newHash, id, oldHash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, s.translate(err)
+		}
+		set = true
+		return []string{handle}, nil
+	})
+	return set && err == nil, err
+}
+
 // RecordUsage stores the latest use of each key in one transaction. A use older than the
-// one already recorded is ignored, so batches may arrive out of order.
+// one already recorded is ignored, so batches may arrive out of order. It is not a change:
+// the feed does not report it.
 func (s *Store) RecordUsage(ctx context.Context, uses []apikeys.Usage) error {
 	if len(uses) == 0 {
 		return nil

@@ -5,6 +5,14 @@
 // Driver errors never leave this package as such: they are translated into *apikeys.Error
 // (ENOTFOUND, ECONFLICT, EINVALID), and anything else is an internal error whose message is
 // for logs only.
+//
+// Store also implements apikeys.ChangeFeed. Every write through a Store is reported to the
+// Store's watchers after it commits and before the write returns; on PostgreSQL the writing
+// transaction also sends NOTIFY apikeys_changes, and Watch keeps a LISTEN connection, so
+// every process over the database hears every change. SQLite has no such channel: the feed
+// of a SQLite Store is in memory, so a SQLite database must be used by one process (one
+// Store) only; a second process writing to it would change keys unseen by the first one's
+// caches.
 package store
 
 import (
@@ -35,6 +43,11 @@ import (
 type Store struct {
 	db      *sqlx.DB
 	dialect dialect
+	dsn     string // PostgreSQL: the URL the pool dials, from which Watch derives its own
+	feed    feed   // the watchers of this Store and the commits being reported to them
+
+	life    context.Context // ends when Close is called, ending every Watch
+	endLife context.CancelFunc
 }
 
 type dialect int
@@ -47,11 +60,18 @@ const (
 // Store is the KeyStore of the use cases; this fails to compile when the two drift apart.
 var _ apikeys.KeyStore = (*Store)(nil)
 
+// Store is the change feed of the verifier's cache.
+var _ apikeys.ChangeFeed = (*Store)(nil)
+
 var bindOnce sync.Once
 
 // Open connects to the database named by dsn and applies pending migrations.
 // A dsn starting with postgres:// or postgresql:// selects PostgreSQL; anything else is a
 // SQLite file path or a "file:" URI, whose directory is created if needed.
+//
+// On PostgreSQL, parameters are sent with the query (binary_parameters=yes), so that a
+// query with arguments takes one round trip instead of two (prepare, then execute); an
+// explicit binary_parameters in the URL is kept.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	// sqlx does not know modernc's driver name; teach it once.
 	bindOnce.Do(func() { sqlx.BindDriver("sqlite", sqlx.QUESTION) })
@@ -63,7 +83,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	)
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		d = postgres
-		db, err = sqlx.Open("postgres", dsn)
+		dsn, err = postgresDSN(dsn)
+		if err == nil {
+			db, err = sqlx.Open("postgres", dsn)
+		}
 	} else {
 		d = sqliteDialect
 		var sdsn string
@@ -83,12 +106,32 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.SetMaxIdleConns(32)
 	}
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db, dialect: d}
+	s := &Store{db: db, dialect: d, dsn: dsn}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// postgresDSN sets the options this package relies on in a postgres:// URL, keeping any the
+// URL sets itself.
+func postgresDSN(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// url's message quotes the URL, password included.
+		return "", errors.New("postgres: the database URL cannot be parsed")
+	}
+	q := u.Query()
+	if !q.Has("binary_parameters") {
+		// One round trip per query with arguments (Parse, Bind, Execute, Sync together)
+		// instead of preparing first. It changes only how []byte arguments are sent (as
+		// binary); this package sends strings, numbers and NULLs.
+		q.Set("binary_parameters", "yes")
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // sqliteDSN turns a path or file: URI into a modernc DSN with the pragmas every
@@ -116,8 +159,11 @@ func sqliteDSN(dsn string) (string, error) {
 	return "file:" + path + "?" + q.Encode(), nil
 }
 
-// Close releases the connection pool.
-func (s *Store) Close() error { return s.db.Close() }
+// Close ends every Watch on the Store and releases the connection pool.
+func (s *Store) Close() error {
+	s.endLife()
+	return s.db.Close()
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {

@@ -27,12 +27,14 @@ func open(t *testing.T, engine string) *store.Store {
 	return s
 }
 
-// TestConformance runs the KeyStore conformance suite on every engine, each test on a
-// fresh database.
+// TestConformance runs the KeyStore and ChangeFeed conformance suites on every engine, each
+// test on a fresh database.
 func TestConformance(t *testing.T) {
 	for _, engine := range testdb.Engines(t) {
 		t.Run(engine, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) apikeys.KeyStore { return open(t, engine) })
+			open := func(t *testing.T) apikeys.KeyStore { return open(t, engine) }
+			storetest.Run(t, open)
+			t.Run("ChangeFeed", func(t *testing.T) { storetest.RunChangeFeed(t, open) })
 		})
 	}
 }

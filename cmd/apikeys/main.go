@@ -152,6 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := service.New(service.Config{
 		Store: st, AdminToken: cfg.adminToken, KeyPrefix: cfg.prefix,
 		Hasher: keys.NewHasher(cfg.hash, 0, 0), Logger: log, UsageFlushInterval: cfg.flushInterval,
+		Feed: st,
 	})
 	srv, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI, Logger: log})
 	if err != nil {

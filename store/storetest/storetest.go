@@ -14,7 +14,8 @@
 //		})
 //	}
 //
-// The suite uses nothing but the interface.
+// A store that is also an apikeys.ChangeFeed passes RunChangeFeed as well. The suite uses
+// nothing but the interfaces.
 package storetest
 
 import (
@@ -55,6 +56,7 @@ var suite = []struct {
 	{"RotateKeyFnError", testRotateKeyFnError},
 	{"RotateKeyConflict", testRotateKeyConflict},
 	{"RecordUsage", testRecordUsage},
+	{"SetKeyHash", testSetKeyHash},
 }
 
 // t0 is the creation time of the suite's keys: in the past, with microseconds, the
@@ -466,5 +468,42 @@ func testRecordUsage(t *testing.T, s apikeys.KeyStore) {
 		if !k.UpdatedAt.Equal(t0) {
 			t.Errorf("usage changed updatedAt to %v", k.UpdatedAt)
 		}
+	}
+}
+
+func testSetKeyHash(t *testing.T, s apikeys.KeyStore) {
+	ctx := t.Context()
+	nk, other := newKey(t0), newKey(t0)
+	create(t, s, nk, other)
+	const rehashed = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaA"
+	for _, tt := range []struct {
+		name, id, old string
+	}{
+		{"another hash", nk.ID, rehashed},
+		{"missing key", missingKeyID, nk.Hash},
+	} {
+		set, err := s.SetKeyHash(ctx, tt.id, tt.old, rehashed)
+		if err != nil || set {
+			t.Errorf("SetKeyHash(%s) = %v, %v; want false, nil", tt.name, set, err)
+		}
+	}
+	if got := getKey(t, s, nk.ID); got.Hash != nk.Hash {
+		t.Fatalf("a compare-and-set that failed wrote hash %q", got.Hash)
+	}
+	set, err := s.SetKeyHash(ctx, nk.ID, nk.Hash, rehashed)
+	if err != nil || !set {
+		t.Fatalf("SetKeyHash = %v, %v; want true, nil", set, err)
+	}
+	want := nk.Key
+	want.Hash = rehashed
+	if got := getKey(t, s, nk.ID); !reflect.DeepEqual(got, want) {
+		t.Errorf("after SetKeyHash:\n%+v\nwant\n%+v", got, want)
+	}
+	// The loser of a race holds the old hash: it writes nothing.
+	if set, err := s.SetKeyHash(ctx, nk.ID, nk.Hash, "$argon2id$other"); err != nil || set {
+		t.Errorf("second SetKeyHash from the old hash = %v, %v; want false, nil", set, err)
+	}
+	if got := getKey(t, s, other.ID); !reflect.DeepEqual(got, other.Key) {
+		t.Errorf("SetKeyHash changed another key:\n%+v\nwant\n%+v", got, other.Key)
 	}
 }

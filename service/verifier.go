@@ -1,0 +1,285 @@
+package service
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	apikeys "github.com/qs/apikeys"
+	"github.com/qs/apikeys/keys"
+)
+
+// The verifier answers "whose key is this?" for POST /api-keys/verify and for bearer
+// authentication alike, at memory speed on a hit and never with a stale VALID:
+//
+//	parse token (checksum; no I/O)
+//	→ key row by handle: the cache when the change feed vouches for it, else one indexed
+//	  read (one at a time per handle), put in the cache only if no change raced it
+//	→ proof memo: HMAC of the secret equal to the one proven against this very PHC string?
+//	  yes: right secret, no: wrong secret (a handle has one secret); no argon2id either way
+//	→ else argon2id (bounded by the hasher; failures rate-limited per handle), then memo
+//	→ the caller applies status and rules to the row at this instant.
+//
+// Invariants: no secret is kept, only an HMAC under a per-process random key; a cached row is
+// used only while the feed has proven, within trustWindow, that every change committed
+// before then has reached this process; a load that overlaps a change is not cached.
+
+// Cache sizes and windows. A row costs a few hundred bytes, a proof about 100.
+const (
+	defaultCacheEntries = 100_000
+	negativeEntries     = 20_000
+	memoEntries         = 200_000
+	limiterEntries      = 20_000
+	// freshness is the safety net: a cached row is read again after this long even when
+	// the feed reported no change.
+	freshness = 30 * time.Second
+	// trustWindow is how long a FeedLive vouches for the cache. A change committed after
+	// FeedLive.At can go unseen at most this long, so no replica answers VALID for a key
+	// revoked more than a second ago.
+	trustWindow = 900 * time.Millisecond
+	// failureRate and failureBurst bound argon2id runs for wrong secrets per handle.
+	failureRate  = rate.Limit(2)
+	failureBurst = 5
+)
+
+type cachedRow struct {
+	key    apikeys.Key
+	found  bool
+	loaded time.Time
+}
+
+type proof struct {
+	mac [sha256.Size]byte
+	phc string
+}
+
+// VerifierStats counts what the verifier did, for tests and metrics.
+type VerifierStats struct {
+	Hits, Misses, Loads, Argon2, MemoHits, MemoMismatches, Limited, Rehashed, Invalidations, Flushes atomic.Int64
+}
+
+type verifier struct {
+	store  apikeys.KeyStore
+	hasher Hasher
+	log    *slog.Logger
+	macKey [32]byte
+	stats  *VerifierStats
+
+	mu        sync.Mutex // guards gen, trustedTo, lost and the order of cache writes
+	gen       uint64     // bumped by every change and flush
+	trustedTo time.Time  // the cache may be used before this instant (wall clock)
+	lost      bool       // the feed lost changes since the last FeedLive
+	rows      *lru.Cache[string, cachedRow]
+	absent    *lru.Cache[string, time.Time] // handles no key carries, and when that was read
+
+	memo    *lru.Cache[string, proof]
+	limits  *lru.Cache[string, *rate.Limiter]
+	limitMu sync.Mutex
+	loads   singleflight.Group
+}
+
+func newVerifier(st apikeys.KeyStore, h Hasher, log *slog.Logger, entries int) *verifier {
+	if entries <= 0 {
+		entries = defaultCacheEntries
+	}
+	v := &verifier{store: st, hasher: h, log: log, stats: &VerifierStats{}}
+	if _, err := rand.Read(v.macKey[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // Go's crypto/rand does not fail on Linux
+	}
+	v.rows, _ = lru.New[string, cachedRow](entries)
+	v.absent, _ = lru.New[string, time.Time](negativeEntries)
+	v.memo, _ = lru.New[string, proof](memoEntries)
+	v.limits, _ = lru.New[string, *rate.Limiter](limiterEntries)
+	return v
+}
+
+// watch keeps the cache in step with feed until ctx ends.
+func (v *verifier) watch(ctx context.Context, feed apikeys.ChangeFeed) {
+	for ctx.Err() == nil {
+		if err := feed.Watch(ctx, v.onChange); err != nil && ctx.Err() == nil {
+			v.log.Warn("change feed stopped; the key cache is not trusted until it is back", "err", err)
+			v.onChange(apikeys.ChangeEvent{Kind: apikeys.FeedLost})
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// onChange applies one event of the feed.
+func (v *verifier) onChange(ev apikeys.ChangeEvent) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch ev.Kind {
+	case apikeys.KeyChanged:
+		v.gen++
+		v.rows.Remove(ev.Handle)
+		v.absent.Remove(ev.Handle)
+		v.stats.Invalidations.Add(1)
+	case apikeys.FeedLost:
+		v.lost, v.trustedTo = true, time.Time{}
+		v.flushLocked()
+	case apikeys.FeedLive:
+		if v.lost {
+			// Changes may have been missed while the feed was down: nothing cached
+			// before now is trusted.
+			v.flushLocked()
+			v.lost = false
+		}
+		if until := ev.At.Add(trustWindow); until.After(v.trustedTo) {
+			v.trustedTo = until
+		}
+	}
+}
+
+func (v *verifier) flushLocked() {
+	v.gen++
+	v.rows.Purge()
+	v.absent.Purge()
+	v.stats.Flushes.Add(1)
+}
+
+// trusted reports whether cached rows may be used now, and the generation to load under.
+func (v *verifier) trusted() (bool, uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return time.Now().Before(v.trustedTo), v.gen
+}
+
+// row returns the key carrying handle (found false when none does): from the cache when the
+// feed vouches for it, otherwise from the store.
+func (v *verifier) row(ctx context.Context, handle string) (apikeys.Key, bool, error) {
+	trusted, gen := v.trusted()
+	if trusted {
+		if r, ok := v.rows.Get(handle); ok && time.Since(r.loaded) < freshness {
+			v.stats.Hits.Add(1)
+			return r.key, true, nil
+		}
+		if at, ok := v.absent.Get(handle); ok && time.Since(at) < freshness {
+			v.stats.Hits.Add(1)
+			return apikeys.Key{}, false, nil
+		}
+	}
+	v.stats.Misses.Add(1)
+	// One load per handle and generation: a request that arrives after a change never
+	// shares a load that started before it.
+	res, err, _ := v.loads.Do(handle+"@"+strconv.FormatUint(gen, 10), func() (any, error) {
+		v.stats.Loads.Add(1)
+		loaded := time.Now()
+		k, err := v.store.GetKeyByHandle(ctx, handle)
+		found := err == nil
+		if err != nil && !apikeys.IsCode(err, apikeys.ENOTFOUND) {
+			return nil, err
+		}
+		v.mu.Lock()
+		// Cache only what no change raced: a change bumps gen, and its row is stale.
+		if v.gen == gen && time.Now().Before(v.trustedTo) {
+			if found {
+				v.rows.Add(handle, cachedRow{key: k, found: true, loaded: loaded})
+			} else {
+				v.absent.Add(handle, loaded)
+			}
+		}
+		v.mu.Unlock()
+		return cachedRow{key: k, found: found}, nil
+	})
+	if err != nil {
+		return apikeys.Key{}, false, err
+	}
+	r := res.(cachedRow)
+	return r.key, r.found, nil
+}
+
+// check finds the key a presented token belongs to. code is MALFORMED or NOT_FOUND when
+// there is none (a wrong secret is NOT_FOUND, whatever the key's state), "" when the secret
+// is the key's. The time a wrong secret takes does not depend on the key's status.
+func (v *verifier) check(ctx context.Context, token string) (apikeys.Key, apikeys.VerifyCode, error) {
+	tok, err := keys.Parse(token)
+	if err != nil {
+		return apikeys.Key{}, apikeys.CodeMalformed, nil
+	}
+	handle := tok.Handle()
+	k, found, err := v.row(ctx, handle)
+	if err != nil {
+		return apikeys.Key{}, "", err
+	}
+	if !found {
+		return apikeys.Key{}, apikeys.CodeNotFound, nil
+	}
+	m := hmac.New(sha256.New, v.macKey[:])
+	m.Write([]byte(token))
+	var mac [sha256.Size]byte
+	m.Sum(mac[:0])
+	if p, ok := v.memo.Get(handle); ok && p.phc == k.Hash {
+		if hmac.Equal(mac[:], p.mac[:]) {
+			v.stats.MemoHits.Add(1)
+			return k, "", nil
+		}
+		v.stats.MemoMismatches.Add(1)
+		return apikeys.Key{}, apikeys.CodeNotFound, nil
+	}
+	// The slow path. Wrong secrets for one handle buy at most failureRate argon2id runs a
+	// second; the reservation is given back when the secret was right.
+	lim := v.limiter(handle)
+	res := lim.Reserve()
+	if res.Delay() > 0 {
+		res.Cancel()
+		v.stats.Limited.Add(1)
+		return apikeys.Key{}, apikeys.CodeNotFound, nil
+	}
+	v.stats.Argon2.Add(1)
+	ok, err := v.hasher.Verify(ctx, token, k.Hash)
+	if err != nil {
+		res.Cancel()
+		return apikeys.Key{}, "", hashError(err)
+	}
+	if !ok {
+		return apikeys.Key{}, apikeys.CodeNotFound, nil
+	}
+	res.Cancel()
+	v.memo.Add(handle, proof{mac: mac, phc: k.Hash})
+	if v.hasher.NeedsRehash(k.Hash) {
+		v.rehash(ctx, token, handle, mac, k)
+	}
+	return k, "", nil
+}
+
+func (v *verifier) limiter(handle string) *rate.Limiter {
+	v.limitMu.Lock()
+	defer v.limitMu.Unlock()
+	lim, ok := v.limits.Get(handle)
+	if !ok {
+		lim = rate.NewLimiter(failureRate, failureBurst)
+		v.limits.Add(handle, lim)
+	}
+	return lim
+}
+
+// rehash stores a hash of the secret under the current parameters, once it has been proven
+// against weaker ones. Failure only means it is tried again next time.
+func (v *verifier) rehash(ctx context.Context, token, handle string, mac [sha256.Size]byte, k apikeys.Key) {
+	phc, err := v.hasher.Hash(ctx, token)
+	if err != nil {
+		return
+	}
+	changed, err := v.store.SetKeyHash(ctx, k.ID, k.Hash, phc)
+	if err != nil {
+		v.log.Warn("rehash a key", "key", k.ID, "err", err)
+		return
+	}
+	if changed {
+		v.stats.Rehashed.Add(1)
+		v.memo.Add(handle, proof{mac: mac, phc: phc})
+	}
+}
