@@ -96,7 +96,7 @@ type Config struct {
 	// it vouches for it. nil: the cache is never used (every verification reads its key;
 	// the proof memo still spares argon2id).
 	Feed apikeys.ChangeFeed
-	// CacheEntries bounds the key cache; 100,000 when zero.
+	// CacheEntries bounds the key cache; 50,000 when zero.
 	CacheEntries int
 }
 

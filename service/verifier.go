@@ -36,7 +36,9 @@ import (
 
 // Cache sizes and windows. A row costs a few hundred bytes, a proof about 100.
 const (
-	defaultCacheEntries = 100_000
+	// defaultCacheEntries keeps the cache's worst case (every row with 4 KiB of metadata)
+	// near 250 MiB; typical rows are a tenth of that.
+	defaultCacheEntries = 50_000
 	negativeEntries     = 20_000
 	memoEntries         = 200_000
 	limiterEntries      = 20_000
@@ -47,6 +49,8 @@ const (
 	// FeedLive.At can go unseen at most this long, so no replica answers VALID for a key
 	// revoked more than a second ago.
 	trustWindow = 900 * time.Millisecond
+	// loadTimeout bounds a shared read of a key row.
+	loadTimeout = 5 * time.Second
 	// failureRate and failureBurst bound argon2id runs for wrong secrets per handle.
 	failureRate  = rate.Limit(2)
 	failureBurst = 5
@@ -177,7 +181,10 @@ func (v *verifier) row(ctx context.Context, handle string) (apikeys.Key, bool, e
 	res, err, _ := v.loads.Do(handle+"@"+strconv.FormatUint(gen, 10), func() (any, error) {
 		v.stats.Loads.Add(1)
 		loaded := time.Now()
-		k, err := v.store.GetKeyByHandle(ctx, handle)
+		// The load is shared: one caller going away must not fail the others.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		k, err := v.store.GetKeyByHandle(lctx, handle)
 		found := err == nil
 		if err != nil && !apikeys.IsCode(err, apikeys.ENOTFOUND) {
 			return nil, err

@@ -28,12 +28,12 @@ func TestLoadConfig(t *testing.T) {
 	}
 	c, err = loadConfig(env("APIKEYS_ADMIN_TOKEN", "0123456789abcdef", "APIKEYS_KEY_PREFIX", "acme_test_",
 		"APIKEYS_ARGON2_MEMORY_KIB", "65536", "APIKEYS_ARGON2_ITERATIONS", "3", "APIKEYS_ARGON2_PARALLELISM", "2",
-		"APIKEYS_USAGE_FLUSH_INTERVAL", "250ms", "APIKEYS_LOG_LEVEL", "debug"))
+		"APIKEYS_USAGE_FLUSH_INTERVAL", "250ms", "APIKEYS_LOG_LEVEL", "debug", "APIKEYS_CACHE_ENTRIES", "1000"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.generated || c.prefix != "acme_test_" || c.hash.MemoryKiB != 65536 || c.hash.Iterations != 3 || c.hash.Parallelism != 2 ||
-		c.flushInterval != 250*time.Millisecond || c.logLevel.String() != "DEBUG" {
+		c.flushInterval != 250*time.Millisecond || c.logLevel.String() != "DEBUG" || c.cacheEntries != 1000 {
 		t.Errorf("configured = %+v", c)
 	}
 	bad := [][]string{
@@ -45,6 +45,8 @@ func TestLoadConfig(t *testing.T) {
 		{"APIKEYS_ARGON2_PARALLELISM", "300"},
 		{"APIKEYS_USAGE_FLUSH_INTERVAL", "-1s"},
 		{"APIKEYS_LOG_LEVEL", "loud"},
+		{"APIKEYS_CACHE_ENTRIES", "0"},
+		{"APIKEYS_CACHE_ENTRIES", "many"},
 	}
 	for _, kv := range bad {
 		if _, err := loadConfig(env(kv...)); err == nil || !strings.Contains(err.Error(), kv[0][len("APIKEYS_"):len("APIKEYS_")+4]) && !strings.Contains(err.Error(), "argon2id") {

@@ -47,6 +47,7 @@ type config struct {
 	prefix        string
 	hash          keys.Params
 	flushInterval time.Duration
+	cacheEntries  int
 	logLevel      slog.Level
 }
 
@@ -109,6 +110,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.flushInterval = d
 	}
+	if v := getenv("APIKEYS_CACHE_ENTRIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10_000_000 {
+			return c, fmt.Errorf("APIKEYS_CACHE_ENTRIES: want 1 to 10000000 keys, got %q", v)
+		}
+		c.cacheEntries = n
+	}
 	if v := getenv("APIKEYS_LOG_LEVEL"); v != "" {
 		if err := c.logLevel.UnmarshalText([]byte(v)); err != nil {
 			return c, fmt.Errorf("APIKEYS_LOG_LEVEL: %w", err)
@@ -152,7 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := service.New(service.Config{
 		Store: st, AdminToken: cfg.adminToken, KeyPrefix: cfg.prefix,
 		Hasher: keys.NewHasher(cfg.hash, 0, 0), Logger: log, UsageFlushInterval: cfg.flushInterval,
-		Feed: st,
+		Feed: st, CacheEntries: cfg.cacheEntries,
 	})
 	srv, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI, Logger: log})
 	if err != nil {
