@@ -353,3 +353,39 @@ func TestVerifierRehashesWeakHashes(t *testing.T) {
 		t.Errorf("%d argon2id checks; the memo knows the new hash", a)
 	}
 }
+
+// TestWrongSecretCostsTheSameWhateverTheStatus: a wrong secret runs the same checks for an
+// active, a revoked and an expired key, at both doors, so the time to answer tells nothing
+// about the key's state to someone without its secret.
+func TestWrongSecretCostsTheSameWhateverTheStatus(t *testing.T) {
+	e := newVerifierEnv(t, fastHash)
+	e.feed.live(t)
+	past := t0.Add(-time.Hour)
+	active, _ := e.key(t, fastHash)
+	revoked, _ := e.key(t, fastHash, func(k *apikeys.Key) { k.RevokedAt = &past })
+	expired, _ := e.key(t, fastHash, func(k *apikeys.Key) { k.ExpiresAt = &past })
+	st := e.svc.Stats()
+	cost := func(do func()) [2]int64 {
+		a, m := st.Argon2.Load(), st.MemoMismatches.Load()
+		do()
+		return [2]int64{st.Argon2.Load() - a, st.MemoMismatches.Load() - m}
+	}
+	for round, want := range [][2]int64{{1, 0}, {0, 1}} {
+		for name, token := range map[string]string{"active": active, "revoked": revoked, "expired": expired} {
+			wrong := forge(t, token)
+			if got := cost(func() { e.verify(t, wrong) }); got != want {
+				t.Errorf("round %d, verify a wrong secret of the %s key: (argon2id, memo mismatches) = %v, want %v", round, name, got, want)
+			}
+			if got := cost(func() {
+				if _, err := e.svc.Authenticate(ctx, wrong, "", service.OpVerifyKey); !apikeys.IsCode(err, apikeys.EUNAUTHENTICATED) {
+					t.Errorf("bearer with a wrong secret of the %s key: %v", name, err)
+				}
+			}); got != want {
+				t.Errorf("round %d, bearer with a wrong secret of the %s key: %v, want %v", round, name, got, want)
+			}
+			if round == 0 {
+				e.verify(t, token) // the right secret: remembered from now on
+			}
+		}
+	}
+}
