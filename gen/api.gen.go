@@ -813,6 +813,11 @@ type ClientInterface interface {
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 	//
+	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// verification on every replica: none answers `VALID` for a key revoked more than one
+	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+	// checking them once they exceed a few a second.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api-keys/verify (the `VerifyApiKey` operationId).
@@ -828,6 +833,11 @@ type ClientInterface interface {
 	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	//
+	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// verification on every replica: none answers `VALID` for a key revoked more than one
+	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+	// checking them once they exceed a few a second.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1030,6 +1040,11 @@ func (c *Client) BatchCreateApiKeys(ctx context.Context, body BatchCreateApiKeys
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 // ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 //
+// Revocation, rotation and changes of scopes or expiry take effect on the next
+// verification on every replica: none answers `VALID` for a key revoked more than one
+// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+// checking them once they exceed a few a second.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api-keys/verify (the `VerifyApiKey` operationId).
@@ -1055,6 +1070,11 @@ func (c *Client) VerifyApiKeyWithBody(ctx context.Context, contentType string, b
 // `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 // ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+//
+// Revocation, rotation and changes of scopes or expiry take effect on the next
+// verification on every replica: none answers `VALID` for a key revoked more than one
+// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+// checking them once they exceed a few a second.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1920,6 +1940,11 @@ type ClientWithResponsesInterface interface {
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 	//
+	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// verification on every replica: none answers `VALID` for a key revoked more than one
+	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+	// checking them once they exceed a few a second.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api-keys/verify (the `VerifyApiKey` operationId).
@@ -1935,6 +1960,11 @@ type ClientWithResponsesInterface interface {
 	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	//
+	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// verification on every replica: none answers `VALID` for a key revoked more than one
+	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+	// checking them once they exceed a few a second.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3230,6 +3260,11 @@ func (c *ClientWithResponses) BatchCreateApiKeysWithResponse(ctx context.Context
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 // ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
 //
+// Revocation, rotation and changes of scopes or expiry take effect on the next
+// verification on every replica: none answers `VALID` for a key revoked more than one
+// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+// checking them once they exceed a few a second.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api-keys/verify (the `VerifyApiKey` operationId).
@@ -3251,6 +3286,11 @@ func (c *ClientWithResponses) VerifyApiKeyWithBodyWithResponse(ctx context.Conte
 // `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
 // ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+//
+// Revocation, rotation and changes of scopes or expiry take effect on the next
+// verification on every replica: none answers `VALID` for a key revoked more than one
+// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
+// checking them once they exceed a few a second.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6677,110 +6717,112 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7D1LbxtJen+l0FnAUqZJN/WyRGEPsizuMGPJhh4zyZpas9j9kaxRs6qnqpoSxxDgOewphznkFgS7cwgC",
-	"JIdsDgmwQIDsL8g9V3t/wPyFoL6qflEtifJzduCLSHbX46uq7/0ovfBCMUkEB66V137hSVCJ4Arwx0Ma",
-	"HcI3KShtfoWCa+D4lSZJzEKqmeD3EykGMUw++1oJbt6pcAwTar79QsLQa3t/db+Y4r59q+4/tb28y8tL",
-	"34tAhZIlZjiv7R2PgUg7LWGKTGg8FHICERGSDCmLFZnSmEU4+zbhQo8ZH5Fzqkg4pnwEUdO79L1dwYcx",
-	"Cz8a5KGbX5FzpsdE4yslUhnCPUWUphrIkqZnwAmLfCJhKs4gImcw880fQmMJNJoRKUzTaBkX1RFywKII",
-	"+IdeVUjjGKQ5jjMuzjkZpJpM6MzsPokE0WOmEMAu1yA5jT8kfDucpBwuEgg1RIghqYRt3PEINGUx4TA1",
-	"wPMwTiNQhDkgLcgHQndEyqMPCfKBICoNxzlG+Aa3zV5OmWKDGIgWCL/ddgTzWIjHVI7gY+HzQEQzc/6x",
-	"AUISPaYcQVQgzebSMIRE2x094TTVYyHZt/BBd3WfKcX4yC9Yhk9SjghbEJiQBC4SJiEiA6DSLEWcAW96",
-	"vjcGGoFEzvfVV181dlI9Bq4NuFCFT88S8Nqe0pLxkYHELnpKWUwH8Qc/oohqOqAKSCRAIRpRrs5BIlYZ",
-	"1J8RKkeCr7CIqFhow31mZv2pmpGhkHiO52MRAzmnTPf4UnawLARz5mIKMhY0gmh5m0jQZsChBtuRp5MB",
-	"SCKGREEoeGToixyaRo0d06jZ49W9Lb2r3VZDniOQ+b6qNEmE1BDtQ8ToMTb6sBuc4b7ZWgVcE6pIvzyr",
-	"ma1PlszI1GCWYfki1UTCiMrIUHNIFSybnTk57jQ2m56ZyM1ugNtJ2Bcww8VEETNj0vipFAlIzYwsHtJY",
-	"QQ3j23naNdKiSfppEhk5saP7hPKI9FUoElB9QiUQGp/TmSKJBISecWTYjnTvKZILfUMFSWnaF14owQ57",
-	"2xYeswkoTSeJ4QCu18PZUTr4GkLdjW7rXjScP4Gb+z0qNb30PeBTJgWfAF9gzr1KY9MbGYO642LHVI13",
-	"4pEwnYCnE6/9zMvozTv157mF77FbIbPoYIEy5MAjiE4U3NatW2p66XsxVUa0IZUlVBuh57W93zzbafya",
-	"Nr4NGlunL9Yuf+HVQGh6nqg7H3vWrZuYbhN68Rj4SI+99tp6zSQT0NSwrtum2M/aXfoep5Nbd+HAtLk0",
-	"iAxDdmFaX6XoIZNGRxtTSUMNUhn2ZZleKEETZIAoF4gdBWlqjUyEhGUfeaaEUIw4MwKHUKRBQzt1u/z8",
-	"9MW6v7pRv9MSkpiGhlS6d8IKJ87ueECu15vSpet+CNRx19IRrwdB3fKs9tqRYnK39Vn2dSt0tpVpr6lO",
-	"1WIzHNm2ptcbbYMGThfhL8dZu0vfy9nzHc4Ld/yb1OgqhqewyCtD7Ighx/MSvZd4Ui0v9ktsPd+6glMJ",
-	"bGegzk/kChH1aXL2vE+GIo7FudElZoSSk5PuIyNdQsoFZyGNiXkpG0b4GaKZNMkeqiPGwMlFkFEyLDyq",
-	"x8dUuYGmD8iSAiD9AzjP4OgvbxPKZ3aiKUjFBDeC2WqfRvCOwcg7TuCCKW1o8wxmPW5kN0V9UBnFmmrz",
-	"WLlZjSI4FBLsC5nGgAoSkUDDsdHnrAYDF3SSGOXOM0sPWlsBbQ1WGuFqtNZ4AOvDxibdGjSCsBWtwOpw",
-	"ja4PqgzB9HoWNLZoY3j6YvOykX9fW+B7a6WefVQQ+uohOU23b/YoAsmmELVRi8m0YVQVcrHXJ700CFbD",
-	"XxIuzg0/y8VZqNnU4Jrr52Wysl7APaQ6HO/i5loAVcmNcKOCU1U+zCGZT6Zhcittl+fLpjNShl50bfeW",
-	"4VATxrOfOeBUSjq7Qm44eR1R1E10t3X9Zek3t6srJQp9O43lfasEd5Uqd+f0c0iEwF2PRNGb6f3WQWT0",
-	"dp1KbrmvLtnqyMgy5sa0jy8Fj2e5pu+aUCkZKNK3as8XMOt/sgA+WQAfVjl/A535gymVGVnUGxHWZWIb",
-	"NcmRNjoE00Z2bpvPkHIjagdA1Ficc0JHlPGbrISVwG+tbNav+ZN+W9Fvi5N5Z7ruoyrLqR53RwIQDRd6",
-	"m2g68EnMOJAhOA0K+SgdgWPIzueCinGTHMIwVaYhOsb6hgD67R4XegyS7AY4wG6LhIJrKeKSTeqTR3uP",
-	"fXLy2Uqwsuk+t9znzuuX/4Bf9uyDjQ33YGPLaqsly6wVGMWnjHS/6fUugqBh/m6aPw/Nn13zZ888bHV6",
-	"vYsHHfN1q9NLzfT4d+v1y39rvH7576+/+5fG6+/+9fSvazF1b54BF4pziTc/T6SI5uBc2UT9LP99DaWc",
-	"loim2W5cA0aHQRztSSnknZUzTVlc4+b1vaEZ8ypy7JC/OXpyQBKBgQXCuPPeo9twqX/faJL3g/sGnfvL",
-	"6JSlJKGSTkCj+828aNatgfGyRDHDeb73TQpyZrnIOHes1kiZeeoyWGEX4GdrrCODz4HGZvfvtGcFd8qA",
-	"FWe3g3QDMXarIq9AoZA1wjm82Vh7h2izX5J79RugZVqjkQ0Ng0A0sIsgYkioJhOhNFkPiBZJI4YpxKTY",
-	"OOtTCrY2yGCmQRnblRuDmNGYKYiaPd7FAOgZJOhxRt+t9TGHGqJlGycUMgKJQ1lHvMriXFHOCMrQrwfz",
-	"u+17F42RaLiHXyvBm4f0fB+UoiMU1QdOrFeX/ISD5YJiiIzRhjmpJjFQpYngkAezcpaWM8P2VcbX41c4",
-	"n6EhnMK0NAQzkjQZEwXmuxZSkaUqc1zGlnoMPT5gEZMQ2uMjMBlAFDE+Uj4GMySL3P4zJWJqdn/pNr66",
-	"3Ozxr8ZMA1EJDYEsnXAWigjuKYKPnx+Zx8u+CzwOaRrrBhtxISlugojAsojc2fiQKhb2+H4aaxYzPkpp",
-	"TJ7GlJuxPwuCnUcGhmB1rYOfG61d89lqrXfs50aAnw8errnPdb/HTz5rbQYPEejWZtCxq3APVoLswUaQ",
-	"LQsfrLY2cIzOXmBfdPZsy85ex352dgIcvNPpuBadzqbd7pPPVjaDgEQCHQuhSG18xB1+kxhNyRGkweZz",
-	"ybQGjujS4zHTIGlZ6uUeGqbJBChX1i9LJxgU3dvd32msbKzYgxbESlHgI8ZBXZF8K87iv4Y1FGJwYYlX",
-	"6rMS5H12zNedR//7/f/906vf/v7Vb3949Y8vX/3uP1/97r9e/fD3jVc/fP/65cvG65ff25Ebr1/+4fV3",
-	"v2+8/u4Pr394+eeXL//823/+8Y8vGz/+8fsf//tPP/7PDz/+6T8aP/7pj6dvAmAtUyvb51elFycsIpSE",
-	"MTMMJhwLoUChj5sSDueGy7RJrb+v5N2zHrseXzrs7JKt9Y2Vdu6f42xgCOCBT6ZUMso1aQUXF8tNskOy",
-	"/AeDGGvB1vt3tD3If6xeNp5tbtHBaeXJbf62LFB4ZRdx2WvrD4gLQLrUg5qI2g36BRh1ZXGPV0nFuZx3",
-	"ZhnlQWnKQ6idqRDYE3rBJkZmr29tIbHYX2sld34ekPU9zXRcP6J2cdnS6Q1EqtuDmPIz7zZVAN9mw9+o",
-	"phfBh+oBPGZnQPolJb7vLyKSyFJZL19uVhnI+qIM5O306I/FVd6D9n+IDuK3cY7K/IBvwn2HBpeXdSiC",
-	"/oG3geHN3EAjSUN4CpKJ6MimQlxF08/FOYkFH1mXXIwJX+QMIFHkXMgzxkdkKdMbVwMS0ZlabpIAjYYB",
-	"aoDWBa+MfKQGqUNwSGsJd2V9ayVwaGuf1BLy4r6auh1GF0nF25Ww58bMaUugRj3PfxtxD+UHU5BsOKv1",
-	"ih3l7pmF2J8FouLiX51jg76XcvZNCu61Ud3NPNY5cEeceDM/6Nu5I9n7d9zkfNudpIvILWBQRhn9l10s",
-	"dSy74gKei1A5f09tKHH6ALUQ10TVRgy3nQqoZsqc8b2sNWGRwgxFmiRApdFIsYeQKJILKZUBsICeEVb1",
-	"jKxnya5snL5o+RvXuFSPS6dTzG/P7DkN0df13twhBVLWqi6rq6tbVlXP8vkwg0zZjKXdbTKlcWqZDnOW",
-	"6CRVmgxpHJs2M6BSkSAIWkYr39ra2kLOZIy7KUgNqKyfHO+avR8KOaHaa3sR1dDQDBd+BeATdCjejYlP",
-	"GC8/bd0Sd5vTg1VVfdgmPI1jImEiprjyZp1bzbSxOX/WL/DB3GwVEVW7pfOg1biXKk6WG10qN63zjqg4",
-	"eSMXy6FNlFGlZEXLYa47p3mvxzXbsagX5P2FGesE7JcoJd9GhbHmXDepD13QKJKgck+Es/3Q7nZZgoCO",
-	"FFRPlrpPp2tGA+k+nW4sb5cyk+8pgpENNxp6sKyaMkcstQlgbycbz64Ly7gcLqrKSynyqY2K5YTIHJAr",
-	"6xvzaF+Tr2Ul4NGHjiSb5Z5eiym7IqpI8S93Hncfeb63v/O48+Rwf898P3hy/Lzz5OTAfD/c+/LJF/h0",
-	"72+fdg/x2/Hewc7B8fP97tH+zvHu5+bdwZfdwycH+3vVx92Do5NOp7vbNc+Pdp883Tuq1ecsaIeg0vjO",
-	"2OvWc9NWlVb+keK+Z3DHrL03iareOWj5wWJ+WIZTcgYMhIiB8iuoa9v59lCv4rANtKaS6dmRmcUu1ibn",
-	"76Q2FlHHwSaMuxzNpf7O0+4Xe3939Hzn0X734Pnxky/2DvrLaDTlOdKEKZVmuRKFIml4AC4OV4CTFkJr",
-	"rHVik8IZH4qrgHTNkMonMVNa+a5WR/m5jUZ5RNDgYaAyOKxrbULDMeOgyNJulyQsgdj88nt8QMOzNCFf",
-	"i4HySUKl5jakBCOJuebGHHxIwzPgUbYEhXyN9J8+OTom92nCGhhxspZWv8cFd1UARX4IzKyi1+zxHrc5",
-	"eYb8cAYCFyEk2IqMMRpEwjGEZ8p515kikQjTiTVG8ZhVj/d3XM0HjtEmD21xhU0ow2PCr9Bv48Cl4/Nv",
-	"PKcezzT+87FQUCS2uzCHdQ+bZzbFz2a3Q7Gcewa4i0aGkA1s228Sm0UzEKn1JFNiSYAslTjJMlHgjnFC",
-	"OR2BwjSaHsdzROFJdW3HzC7BhlaZJmvBGkaBh/YAIhahyxxTFfEgLEgub2DEpmbN1hOeV3aM6RTI0lqw",
-	"utwu5RhYY8gnNgpv9tOiIqEIqlnfWMSR3SfU4mManimfcCHNy9jMFQueV/YwrSAekiWaVX5ZVxq3tTOz",
-	"HncTKyNoSUw1uLKamR2TCw72G43yaXGXbeon1USk2kxroFnGpj1ul1EQCXVRcrvBTdLNF2wXmhFaecHF",
-	"BGbFBn3q1mwrBc0yUYGxoGc4wXD9dkRDD+jXIQk6doxN2eNKM1Q5aVSQ+MzH7w4iu4E+Fso5U7WCRlwU",
-	"CEKWlCBM55uKiacWBKv0GozyiQ1oxTOCFTtSpKOxWy7TZELPQKFPHT0uxkpDooWoxzHxxJJ9dpw0M+VQ",
-	"ZUOVGruNjbnMVdsN7NI9fcKplGic5zsd9fj5mMXg4LSMRabcRngstmJh5tJa0DLdDM5adoNebkyS6F9X",
-	"utMnS5lHHRdVyWybLwLtceS/BLdNDIfAIzMxBrvRt2v96n0bXohZCNxaPFan9/a7xyXftpfxac/3XAjD",
-	"a3utZtAMTCuRAKcJ89reajNorrpAPIqsnPWaHyPQV+XFAZybVWD1gTW3s9IiSgZmQzCCjL6rbXs0EyEd",
-	"QUyoDse+jW72HzN+1ic29p+n8ZljPDl8nCn1HC40SegIyFJfQvzLnmee9Ly+OYa+dbFjZjAY4x5zBalF",
-	"kolA5u7GyfbeoC8dScMQkRv0f7VXFjcvWHTptjjnvUaf8B4zpV0aMO6WS3xQXvvZC0xxyFMa3Hnkuoi/",
-	"YPlWWWmuH7KqHS467pyaaAa/GgQXQ2LTo/2CXFxytNEt6qBx4Y1FwahmdV23xHLm1GLjlhTA6watTah6",
-	"Z6OXHRCLDlvJcLxu4JhNmK4M6QLy1hWQO8tbFUd566qjvObIE/pNCtskFAky3qEUEySTKk062kkkTJlI",
-	"FdLhdegQplIJWQF38SB22fn4WY2/5fLUrxb1rwTBDfWTWd1k7qB8VvF8eyvBylojaDVa68etoL0atIPg",
-	"1/WJd4Vr9WvKwZv355woiKyQT7WYIPeJIInFbIJXEVwx6OqSx0pWmwFsvQawIjW3yMi1fvW7RJcrnrI8",
-	"B6nIrvXMGF61bi7fqpXguLXWDjKIykVyXmtrpdna2Gy2mq0CH3a75KmzCIr0x7b3jXpuFKbnFxcXF0WM",
-	"tF0UZ6iavXdxl+dBYCYorLyK39ngSIF7CwVfXOL61QKLuZqKq0XaRoy5whyjjJUlYrVO2NBTTcTAWhSp",
-	"jK09sU0qss35oJziiNIP9WvVrNBXXQX3miWMulXnBHS/dCUGdmnd3qVSDo+dVm/vVNz0cOl764tAll+9",
-	"gB1WF4Irr1hHIzydTKicOYldmKso7EXiUqmGLEbh7XuajpSL/TWyYpl5OwvJrBwavPS9RKga1Wg3V5Jz",
-	"Q5DyyM/MOZsAJClXFJO6fELzUI/htbPEmIbWUjRayDGa+K5BSDkZAEkzlpOAnDCFySkly1aKGAhVio2Q",
-	"ySgcBYqSCaaKOgpUyysVo6UaimWrVIG0id91OlG5hsiz3hJQ+qGIZnfhzS8+Dk+t54a1zOs6hrOotK8t",
-	"6qr6l1xQd07Gte62j59E3KIi7m4yqiigqLxqrayurW882NwK6CCMYDgas6/P4gkXyTdS6XR6fjH7dmER",
-	"t2Dk9t2gYlaxdc1NEYZtndO8srRZLq3CyClWgrgi1chdTOMKQ37SImgt2Lq9R37nkunQWmCK/FIb7LC+",
-	"yEJqbgP5CBLSIoNLkHTy6g1Eos2OMUMXdvTAKEhYGOXkZFVyXK2tvbP8WAzfry/ifWcM+I465xwF3qm2",
-	"9wq1FoXoJXpFdSPzd2BmfZPs0XD8iYx/1mScJkQL0gqCQul1qXU+oXHsLucyVss7onGXBFci8vl6knOI",
-	"44a79y53wNlrfLLUnJUgcI44dIW6e39CEUF/O4vd31M97jKR0eGa1YZYLRZtpay3UW9lCtaFLDBIbuPo",
-	"droe7+cB5L6PgQnEetSB0fXuXB7OIS1BwWQQgzIDOq/zlWBLj1ejLeUEBDXn/r+nKhGWe2o5hzBWgoxA",
-	"V2Fs5xc9FNETNAVRJWO6SfpzEW/cwR7v14W9+1kQB109mS7h9ryix/Xn/KbNHt8VWG4iIfPJ51cwIY9p",
-	"kzxM75N8AT6ZA8/v8TrIfOKC+T5xsXyf1ETo66yQcpbJe5IidYksC8mP4B2D4NIQrtHbpiAjFuqfOvf+",
-	"eTNjQxuElrJ2LH2/Ac91/LXKdF+w6LIUmamSwq9Al+jgPWHi7bbDkruqUiu3+OWfvEKxdnuP/IrNj4BV",
-	"vwJb+fHmSnrut6qJXLki3CyeEXnzjO1uMR4Mlpyigz+syXvBgp/iHj8jUBTobdLnaRz3SRhjFi7lZW8d",
-	"xJENoOb3y7oYeo8PILsxlyytBVvLLjTuLva0MXEMb5Vi6lSRAQDPgsB1UqWcufuepEpdcvAHlio307K7",
-	"DsHeC/fzIuBPJsSc1MJMEmq1bcxB8kkJIXySJf35eYZM5msjqcLcFZfi925sCyPm7ltyt9erfDiuVWvL",
-	"HNMzUASGQ3TV8yI1wSbGWeJrEiwcs5cpVngVbm+RTYJJCIUB1LzCfcoFaO+J+9TVuF069vNRuE1pw352",
-	"3OZnzTwsJlnm8U7JH6XzT4L8bYpsUUqeWeWQqHIN5L08Wuc7e98nJbPat4y1x6/hrJaDznFWwyucFrOU",
-	"8hiUqtx1yFSPj9gU+HKTfOUubO5freHsV0o1mSruTrQuom3rhGHa7/FySzdT6aZsHLtJnvB4ZpQ0G9So",
-	"6lb2wijgPe4UrPz/ALgYZvbYKGw2g/CcKViu08PKZbDvixPWVNrWcsLWO5tyoTCMwzU/O5rKFXd/yd7b",
-	"T7ra27FbG7e3Bo1NaUZcMQZidhE+Zho4XvR2PNkmz397rc/hc/f+PeoN7jana8gkkSI0XJEpkibNSiWG",
-	"1352Wk0JmQIHVVZS88Uo7xTX61JjmzM6iW9ytDxJgO8k7CiB8G5rzwYup/XNXWWCYz/tktVmkFcplO7W",
-	"ymtOavcj61x0vGlLjsuVED6hqvz/MM6NoZyy2CUIMn3TxiGHvx5PDu3rj4ImODfRwpWLvDkRXrOJZnxm",
-	"EMveuZ7/Kwun4y/ftG1ZYfitnr2jnJrf2w5mU1yDWQ7UT868t3fm6WI7yQDGzBiEc/pzhhg/Cc9eOQ/6",
-	"dI4UqmVuz06NGu0WkVcn5ILn0n8xl+tdeVYij8vTy/8PAAD//w==",
+	"7H3LbxtJ+ti/Uuj8AEuZJt3UyxaFPciytKOMLRt6zCRras1i90eyRs2qnqpqSRxDgOewpxzmkFsQ7M4h",
+	"CJAcsjkkwAIBsn9B7rmO9w+YfyH4vqpudlOtl5+zA19EsrseX1V970fpVRCrSaYkSGuC7qtAg8mUNEA/",
+	"HvFkH77LwVj8FStpQdJXnmWpiLkVSt7PtBqkMPniW6MkvjPxGCYcv/2LhmHQDf7V/dkU991bc/+56xVc",
+	"XFyEQQIm1iLD4YJucDgGpt20TBg24elQ6QkkTGk25CI17JSnIqHZN5hUdizkiJ1xw+IxlyNI2sFFGGwp",
+	"OUxF/Mkgj/38hp0JO2aWXhmV6xjuGWYst8AWLD8ByUQSMg2n6gQSdgLTEP8wnmrgyZRphU2TRVrUjtID",
+	"kSQgP/aqYp6moPE4TqQ6k2yQWzbhU9x9lihmx8IQgLvSgpY8/ZjwbUqWSzjPILaQEIbkGjZoxxOwXKRM",
+	"wikCL+M0T8Aw4YF0IO8pu6NymXxMkPcUM3k8LjEiRNzGvTwVRgxSYFYR/G7bCcxDpZ5wPYJPhc8DlUzx",
+	"/FMEQjM75pJANKBxc3kcQ2bdjh5Jntux0uJ7+Ki7+lQYI+QonLGMkOWSEHZGYEozOM+EhoQNgGtcijoB",
+	"2Q7CYAw8AU2c75tvvmlt5nYM0iK4UIfPTjMIuoGxWsgRQuIWfcpFygfpRz+ihFs+4AZYosAQGnFpzkAT",
+	"ViHqTxnXIyWXRMJMqixynymuPzdTNlSazvFsrFJgZ1zYnlwoDlbEgGeuTkGniieQLG4wDRYHHFpwHWU+",
+	"GYBmasgMxEomSF9sHxu1NrFRuyfre1t517itSJ4j0OW+mjzLlLaQPIVE8ENq9HE3uMB93FoD0jJuWL86",
+	"K87WZws4MkfMQpavcss0jLhOkJpjbmARd+bocKf1sB3gRH52BG4zE1/BlBaTJALH5OlzrTLQVqAsHvLU",
+	"QAPj23y+i9Kizfp5lqCc2LR9xmXC+iZWGZg+4xoYT8/41LBMA0EvJDFsT7r3DCuFPlJBVpn2VRBrcMPe",
+	"tIWHYgLG8kmGHMD3ejQ9yAffQmx3k5u6zxrOn8D1/R5Xml6EAchToZWcgLzFnNu1xtibGIO542LH3Iw3",
+	"05HCTiDzSdB9ERT0FhyH89wiDMSNkDl0cEAhOcgEkiMDN3XbrTS9CIOUGxRtRGUZtyj0gm7wxxebrT/w",
+	"1vdRa/341crFvwQNEGLPI3PnYy+67WbYbcLPn4Ac2XHQXVltmGQCliPrummKp0W7izCQfHLjLuxhmwtE",
+	"ZBiKc2x9maKHQqOONuaaxxa0QfblmF6swTJigCQXmBuFaGqFTZSGxZB4poZYjaRAgcM40SDSTtMuvzx+",
+	"tRourzXvtIYs5TGSyu6dsMKLszsekO/1tnTpu+8D99y1csSrUdS0PKe97mg1udv6HPu6ETrXCttbbnNz",
+	"uxkOXFvs9VbbYEHy2/CXw6LdRRiU7PkO50U7/l2OugryFJEEVYg9MZR4XqH3Ck9q5MVhha2XWzfjVIra",
+	"IdTliVwioj7PTl722VClqTpDXWLKODs62n2M0iXmUkkR85ThS91C4YdEM2mzbVJH0MApRRAqGQ4e05Nj",
+	"bvxApw/YggFg/T04K+DoL24wLqduolPQRiiJgtlpnyh4x4DyTjI4F8YibZ7AtCdRdnPSBw0q1tziY+Nn",
+	"RUVwqDS4FzpPgRQkpoHHY9TnnAYD53ySoXIX4NKjznrEO4OlVrycrLQewOqw9ZCvD1pR3EmWYHm4wlcH",
+	"dYaAvV5ErXXeGh6/enjRKr+v3OJ7Z6mZfdQQ+vIheU23j3uUgBankHRJiym0YVIVSrHXZ708ipbj3zGp",
+	"zpCfleIstuIUcc33CwpZ2SzgHnEbj7docx2ApuJGuFbBqSsfeEj4KSxMbqTt6nzFdChl+Pmu695BDjUR",
+	"svhZAs615tNL5EaTNxFF00R3W9c/l35zs7pSodB301g+tEpwV6lyd04/h0QE3NVIlLyd3u8cRKi321xL",
+	"x31txVYnRlYwN2FDeqlkOi01fd+Eay3AsL5Te76Caf+zBfDZAvi4yvlb6MwfTaksyKLZiHAuE9eozQ4s",
+	"6hDCouzcwM+YSxS1A2BmrM4k4yMu5HVWwlIUdpYeNq/5s35b029nJ/PedN3HdZZTP+4dDcAsnNsNZvkg",
+	"ZKmQwIbgNSjio3wEniF7nwspxm22D8PcYENyjPWRAPrdnlR2DJptRTTAVofFSlqt0opNGrLH209CdvTF",
+	"UrT00H+u+8/NN6//A33Zdg/W1vyDtXWnrVYss06Eik8V6f7Y651HUQv/PsQ/j/DPFv7ZxoednV7v/MEO",
+	"fl3f6eU4Pf1df/P6v7XevP7vb374L603P/zX43/diKnb8wx4pjhXePPLTKtkDs6lh6Sflb+voJTjCtG0",
+	"u60rwNgRkCbbWit9Z+XMcpE2uHnDYIhjXkaOTfZvDp7tsUxRYIEJ6b335DZc6N9HTfJ+dB/Rub9ITlnO",
+	"Mq75BCy53/BFu2kNQlYlCg4XhMF3Oeip4yLj0rHaIGXmqQuxwi0gLNbYRAZfAk9x9++0ZzPuVACrTm4G",
+	"6Rpi3K2LvBkKxaIVz+HN2sp7RJunFbnXvAFW5w0a2RAZBKGBWwRTQ8Ytmyhj2WrErMpaKZxCymYb53xK",
+	"0foaG0wtGLRdJRrEgqfCQNLuyV0KgJ5ARh5n8t06H3NsIVl0cUKlE9A0lHPEmyLOlZSMoAr9ajS/22Fw",
+	"3hqpln/4rVGyvc/PnoIxfESies+L9fqSn0lwXFANiTG6MCe3LAVuLFMSymBWydJKZti9zPh68hLnQxqi",
+	"KbAlEsxI82zMDOB3q7RhC3XmuEgt7Rh6ciASoSF2x8dgMoAkEXJkQgpmaJH4/RdGpRx3f+EmvrrY7slv",
+	"xsICMxmPgS0cSRGrBO4ZRo9fHuDjxdAHHoc8T21LjKTSnDZBJeBYROlsfMSNiHvyaZ5akQo5ynnKnqdc",
+	"4thfRNHmY4QhWl7Zoc+1zhZ+djqrO+5zLaLPB49W/Odq2JNHX3QeRo8I6M7DaMetwj9YiooHa1GxLHqw",
+	"3FmjMXa2I/diZ9u13NnecZ87mxENvrOz41vs7Dx02330xdLDKGKJIsdCrHIXH/GH32aoKXmCRGw+08Ja",
+	"kIQuPZkKC5pXpV7poRGWTYBL4/yyfEJB0e2tp5utpbUld9CKOSkKciQkmEuSb8lb/FewhpkYvLXEq/RZ",
+	"iso+m/h18/H//fH//aef//SXn//008//8fXPf/6fP//5f/38079v/fzTj29ev269ef2jG7n15vVf3/zw",
+	"l9abH/765qfX/3j9+h9/+s+//O1165e//fjL//77L//np1/+/j9av/z9b8dvA2AjU6va55ell2QiYZzF",
+	"qUAGE4+VMmDIx82ZhDPkMl3W6O+rePecx64nF/Z3ttj66tpSt/TPSTFAAngQslOuBZeWdaLz88U222RF",
+	"/gMixkq0/uEdbQ/KH8sXrRcP1/nguPbkJn9bESi8tIu07JXVB8wHIH3qQUNE7Rr9AlBdub3Hq6LiXMw7",
+	"s1B5MJbLGBpnmgnsCT8XE5TZq+vrRCzu10rFnV8GZMPACps2j2h9XLZyegOV2+4g5fIkuEkVoLfF8Neq",
+	"6bPgQ/0AnogTYP2KEt8PbyOS2EJVL19s1xnI6m0ZyLvp0Z+Kq3wA7X+fHMTv4hzV5QFfh/seDS4umlCE",
+	"/APvAsPbuYFGmsfwHLRQyYFLhbiMpl+qM5YqOXIuuZQSvtgJQGbYmdInQo7YQqE3Lkcs4VOz2GYRGQ0D",
+	"0gCdC96gfOSI1DF4pHWEu7S6vhR5tHVPGgn59r6aph0mF0nN25WJl2jmdDVwVM/L3yjuofrgFLQYThu9",
+	"Ygele+ZW7M8BUXPxL8+xwTDIpfguB/8aVXecxzkH7ogTb+cHfTd3pPjwjpuSb/uT9BG5WxiUSUH/VRdL",
+	"E8uuuYDnIlTe39MYSjx9QFqIb2IaI4YbXgU0U4NnfK9ozURiKEORZxlwjRop9VCaRPJMShUA3ELPiOt6",
+	"RtGzYle2jl91wrUrXKqHldOZze/O7CWPydf1wdwhM6RsVF2Wl5fXnape5PNRBplxGUtbG+yUp7ljOsJb",
+	"opPcWDbkaYptpsC1YVEUdVArX19fXyfOhMbdKWgLpKwfHW7h3g+VnnAbdIOEW2hZQQu/BPARORTvxsQn",
+	"Qlafdm6Iu83pwaauPmwwmacp0zBRp7TydpNbDdu4nD/nF/hobraaiGrc0nnQGtxLNSfLtS6V69Z5R1Sc",
+	"vJWLZd8lyphKsqLjMFed07zX44rtuK0X5MOFGZsE7NckJd9FhXHm3G7WHLrgSaLBlJ4Ib/uR3e2zBIEc",
+	"KaSeLOw+P11BDWT3+ena4kYlM/meYRTZ8KORB8upKXPE0pgA9m6y8eSqsIzP4eKmupRZPjWqWF6IzAG5",
+	"tLo2j/YN+VpOAh587EgyLvf4SkzZUklNin+9+WT3cRAGTzef7Dzbf7qN3/eeHb7ceXa0h9/3t79+9hU9",
+	"3f63z3f36dvh9t7m3uHLp7sHTzcPt77Ed3tf7+4/23u6XX+8u3dwtLOzu7WLzw+2nj3fPmjU5xxo+2Dy",
+	"9M7Y69dz3VZVVv6J4r4ncMesvbeJqt45aPnRYn5UhlNxBgyUSoHLS6jr2oXuUC/jsAu05lrY6QHO4hbr",
+	"kvM3cxeLaOJgEyF9juZCf/P57lfb/+7g5ebjp7t7Lw+ffbW9118ko6nMkWbCmLzIlZgpksgDaHG0App0",
+	"JrTG1mYuKVzIoboMyC4OaUKWCmNN6Gt1TFjaaFwmjAweAaaAw7nWJjweCwmGLWztskxkkOKvsCcHPD7J",
+	"M/atGpiQZVxb6UJKMNKUa47m4CMen4BMiiUY4mus//zZwSG7zzPRooiTs7T6PamkrwKY5YfA1Cl67Z7s",
+	"SZeTh+RHMzA4jyGjVmxM0SAWjyE+Md67LgxLVJxPnDFKx2x6sr/paz5ojC575IorXEIZHRN9hX6XBq4c",
+	"X3jtOfVkofGfjZWBWWK7D3M49zA+cyl+LrsdZsu5h8CdtwqEbFHbfpu5LJqByp0nmTNHAmyhwkkWmQF/",
+	"jBMu+QgMpdH0JJ0jCU9uGzsWdgk1dMo0W4lWKAo8dAeQiIRc5pSqSAfhQPJ5AyNximt2nvCysmPMT4Et",
+	"rETLi91KjoEzhkLmovC4nw4VGSdQcX1jlSZun0iLT3l8YkImlcaXKc6VKllW9ghrIB2yBV5UfjlXmnS1",
+	"M9Oe9BMbFLQs5RZ8Wc3UjSmVBPeNJ+W0tMsu9ZNbpnKL0yI0i9S0J90yZkTCfZTcbXCb7ZYLdgstCK26",
+	"4NkEuGJEn6Y1u0pBXCYpMA70AicErd+NiPRAfh2WkWMHbcqeNFaQysmTGYlPQ/ruIXIbGFKhnDdVa2gk",
+	"1QxB2IJRTNhyUynx1IHglF7EqJC5gFY6ZVSxo1U+GvvlCssm/AQM+dTJ44JWGhEtJD1JiSeO7Ivj5IUp",
+	"RyobqdTUbYzmsjRdP7BP9wyZ5FqTcV7udNKTZ2ORgofTMRadSxfhcdhKhZkLK1EHuyHOOnZDXm5Kkuhf",
+	"VbrTZwuFR50WVctsmy8C7Univ4y2TQ2HIBOcmILd5Nt1fvW+Cy+kIgbpLB6n0wdPdw8rvu2g4NNBGPgQ",
+	"RtANOu2oHWErlYHkmQi6wXI7ai/7QDyJrJL14o8R2MvyYg/OcBVUfeDM7aK0iLMBbghFkMl3teGOZqK0",
+	"J4gJt/E4dNHN/hMhT/rMxf7LND48xqP9J4VSL+HcsoyPgC30NaS/6wX4pBf08Rj6zsVOmcGAxj3lCnKH",
+	"JBNFzN2PU+w9oi8faWSIxA36v9+uiptXIrnwW1zyXtQngifCWJ8GTLvlEx9M0H3xilIcypQGfx6lLhLe",
+	"snyrqjQ3D1nXDm877pyaiINfDoKrIXPp0eGMXHxyNOoWTdD48MZtwahndV21xGrm1O3GrSiAVw3amFD1",
+	"3kavOiBuO2wtw/GqgVMxEbY2pA/IO1dA6Szv1BzlncuO8oYjz/h3OWywWGXEeIdaTYhM6jTpaSfTcCpU",
+	"bogOr0KHONdG6Rq4tw9iV52PXzT4Wy6Ow3pR/1IUXVM/WdRNlg7KFzXPd7AULa20ok6rs3rYibrLUTeK",
+	"/tCceDdzrX7LJQTz/pwjA4kT8rlVE+I+CWSpmk7oKoJLBl1T8ljFakPAVhsAm6XmzjJynV/9LtHlmqes",
+	"zEGaZdcGOEZQr5srt2opOuysdKMComqRXNBZX2p31h62O+3ODB+2dtlzbxHM0h+7wXfmJSpML8/Pz89n",
+	"MdLurDjDNOy9j7u8jCKcYGbl1fzOiCMz3LtV8MUnrl8usJirqbhcpI1izBfmoDJWlYj1OmGkp4aIgbMo",
+	"cp06e2KD1WSb90F5xZGkH+nXpl2jr6YK7hVHGE2rLgnofuVKDOrSublLrRyeOi3f3Gl208NFGKzeBrLy",
+	"6gXqsHwruMqKdTLC88mE66mX2DNzlYS9ynwq1VCkJLzDwPKR8bG/VlEsM29nEZlVQ4MXYZAp06AabZVK",
+	"cmkIcpmEhTnnEoA0l4ZTUlfIeBnqQV47zdA0dJYiaiGHZOL7BjGXbAAsL1hOBnoiDCWnVCxbrVJg3Bgx",
+	"IiZjaBSYlUwIM6ujILW8VjFaqaFYdEoVaJf43aQTVWuIAuctAWMfqWR6F9786tPw1GZu2Mi8rmI4t5X2",
+	"jUVddf+SD+rOybjO3fbxs4i7rYi7m4yaFVDUXnWWlldW1x48XI/4IE5gOBqLb0/SiVTZd9rY/PTsfPr9",
+	"rUXcLSO37wcVi4qtK26KQLZ1xsvK0na1tIoip1QJ4otUE38xjS8M+VWLoJVo/eYe5Z1L2KFziynKS22o",
+	"w+ptFtJwG8gnkJAOGXyCpJdXbyESXXYMDj2zoweoIFFhlJeTdclxubb2zvLjdvh+dRHve2PAd9Q55yjw",
+	"TrW9l6h1VoheoVdSNwp/B2XWt9k2j8efyfg3TcZ5xqxinSiaKb0+tS5kPE395VxotbwnGvdJcBUin68n",
+	"OYM0bfl770oHnLvGp0jNWYoi74gjV6i/9ydWCfQ3itj9PdOTPhOZHK5FbYjTYslWKnqjeqtzcC5kRUFy",
+	"F0d30/Vkvwwg90MKTBDWkw5Mrnfv8vAOaQ0GJoMUDA7ovc6Xgi09WY+2VBMQzJz7/56pRVjumcUSwtQo",
+	"NgJbh7FbXvQwi56QKUgqmbBt1p+LeNMO9mS/KezdL4I45OopdAm/5zU9rj/nN2335JaichMNhU++vIKJ",
+	"eEyXlWH6kJULCNkceGFPNkEWMh/MD5mP5YesIUJPrvd9OFWOB4ez8AZVMFI8hEJaPl5S3JM2pSR9BsMh",
+	"mVqydC33pItsuvFYJchIjL5LMaASWfuUkdD3ZQWV2ILzcFPQSUnoSXeJGOMj1Wb7kLka9ipCutAQjk02",
+	"oi7mgIRVTr+4gqsnacuFy7iduKw0Cr/BeUz1m2wIZ2hM0rxNtlo1F+cDydqmdJ9bSdnoPYPgkzWu0G5P",
+	"QScitr92GffbFlmIzoxXcpscWbyFZPJSqC6aXonkohK/qpPC78FW6OADYeLNFtaCv9DTGr/4xV+92rVy",
+	"c4/yItJPgFW/B1cf8/amTOnda4jv+VLlIuqTBPOM7W6RMAopHVMYJG7IDqKyqNlthyghDNgN1pd5mvZZ",
+	"nFKuMsqbmU8T0sSFmctbeH2mQU8OoLhXmC2sROuLPoHAX3/qZaQa1jIPuGEDAFmEypukSjW/+QNJlaYU",
+	"6o8sVa6nZX9phLs977dFwJ8NrTmpRfk23NkklKkVsgpChKxIjQzLPKLCI8lyQxk+PhHy/VhgKObuO3J3",
+	"l9B8PK7VaPEd8hMwDVo2qyrZqBGfqhN35WSNV3n1vci5oVSNmZnYvsR9qmV6H4j7NFUCXnj280m4TWXD",
+	"fnPc5jfNPBwmOebxXsmfpPOvgvxdIvGs4L7wXUBmqpWi98qYZui9IiGrOB9Cx1h78grO6jjoHGdFXuG1",
+	"mIVcpmBM7UZIYXpyJE5BLrbZN/5a6/7lStd+raBVmNkNk86RtuFcVcKGPVlt6Weq3CdOY7fZM5lOUUlz",
+	"oZ+6buWu1QLZk17BKv9bgo/0Fo9RYXN5lmfCwGKTHlYtFv5QnLChHrmRE3be25S3ClZ5XAuLo6ldBPjP",
+	"7OP+rKu9G7t12Q3OoHGJ34QraCAW/y6A8jE8L3o3nuxKDL6/0ufwpX//AfUGf+fVFWSSaRUjVxSG5Vm7",
+	"Vq8SdF8c1xNnTkGCqSqp5WJMcEzr9QnE7SmfpNc5Wp5lIDczcZBBfLe1FwNXkx/nLnyhsZ/vsuV2VNZy",
+	"VG4gKytzGvej6DzreN2WHFbrRULGTfW/hpyhoZyL1KdRCnvdxhGHvxpP9t3rT4ImNDezyhfVvD0RXrGJ",
+	"OL5AxHI305f/8MPr+IvXbVtRPn+jZ++gpOYPtoPFFFdglgf1szPv3Z15dradbABjgQbhnP5cIMavwrNX",
+	"zRY/niOFejHgi2NUo/0iyhqOUvBchK/mMuJrzyrkcXF88f8DAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
