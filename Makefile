@@ -2,7 +2,7 @@
 GO     ?= go
 NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
 
-.PHONY: run build test generate check-generate lint bench
+.PHONY: run build test generate check-generate lint bench bench-tools
 
 ## run: build, then serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
 run: build
@@ -38,6 +38,17 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: benchmarks (figures are ratios against a baseline measured in the same run)
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+## bench: benchmarks (figures are ratios against a baseline measured in the same run): the Go
+## benchmarks, then cmd/bench (the service as its own process under wrk, on PostgreSQL and
+## SQLite), which writes BENCHMARKS.md. Takes about 10 minutes; not part of `make test`.
+GOBENCH := $(or $(TMPDIR),/tmp)/apikeys-gobench-$(shell id -u).txt
+BENCHBIN := $(or $(TMPDIR),/tmp)/apikeys-benchbin-$(shell id -u)
+bench: bench-tools
+	@bash -o pipefail -c "$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... 2>&1 | tee $(GOBENCH)"
+	$(GO) build -o $(BENCHBIN) ./cmd/bench
+	$(BENCHBIN) -out BENCHMARKS.md -gobench $(GOBENCH)
+
+## bench-tools: install the load generator, Debian's wrk, when it is missing
+bench-tools:
+	@command -v wrk >/dev/null || { echo 'bench: installing wrk'; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }

@@ -1,0 +1,471 @@
+package main
+
+import (
+	"fmt"
+	"hash/crc32"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/qs/apikeys/keys"
+)
+
+const (
+	hitTarget = "≥ 60 % of the HTTP ceiling, p99 ≤ 5 ms"
+	badTarget = "≥ 50 % of the HTTP ceiling"
+)
+
+// postgresRows: the service on a fresh PostgreSQL database with a million keys.
+func (h *harness) postgresRows(bin string) error {
+	adminURL, err := h.pickPG()
+	if err != nil {
+		return err
+	}
+	dbURL, err := h.createDatabase(adminURL)
+	if err != nil {
+		return err
+	}
+	srv, err := h.startServer(bin, "apikeys", "PostgreSQL", dbURL)
+	if err != nil {
+		return err
+	}
+	h.logf("service on PostgreSQL at %s (pid %d)", srv.base, srv.pid())
+	db, err := openSQL(dbURL)
+	if err != nil {
+		return err
+	}
+	h.onCleanup(func() { db.Close() })
+	tenantEvery := max(*flagRows/max(*flagTenant, 1), 1)
+	if err := h.loadKeys(db, *flagRows, tenantEvery); err != nil {
+		return err
+	}
+	first := len(h.rows)
+	ceiling, body, err := h.verifyRows(srv)
+	if err != nil {
+		return err
+	}
+	if err := h.unknownMissRow(srv, ceiling); err != nil {
+		return err
+	}
+	if err := h.listRows(srv, db); err != nil {
+		return err
+	}
+	// The argon2id ceiling just before create and again after the first verifications: the
+	// mean is the baseline of both rows.
+	argonA, err := h.argonCeiling(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	create, err := h.createRow(srv)
+	if err != nil {
+		return err
+	}
+	rss, pool, err := h.rssRow(srv)
+	if err != nil {
+		return err
+	}
+	cold, err := h.coldMissRow(srv, pool, argonA)
+	if err != nil {
+		return err
+	}
+	argonB, err := h.argonCeiling(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	argon := (argonA + argonB) / 2
+	for _, r := range []*row{create, cold} {
+		r.baseVal = argon
+		r.base = fmt.Sprintf("argon2id ceiling %.1f hashes/s", argon)
+		r.detail += fmt.Sprintf(" The argon2id ceiling is `argon2.IDKey` with the production parameters (m=19456 KiB, t=2, p=1, 32 bytes) on GOMAXPROCS goroutines for 5 s, the mean of a run just before the create row (%.1f hashes/s) and one after this row (%.1f).", argonA, argonB)
+	}
+	h.add(create)
+	h.add(rss)
+	h.add(cold)
+	h.profileMissed(first, body)
+	srv.stop()
+	return nil
+}
+
+// sqliteRows: the verify rows on a SQLite file (the service's default engine).
+func (h *harness) sqliteRows(bin string) error {
+	dbURL := "file:" + filepath.Join(h.tmp, "sqlite", "apikeys.db")
+	srv, err := h.startServer(bin, "apikeys", "SQLite", dbURL)
+	if err != nil {
+		return err
+	}
+	h.logf("service on SQLite at %s (pid %d)", srv.base, srv.pid())
+	first := len(h.rows)
+	ceiling, body, err := h.verifyRows(srv)
+	if err != nil {
+		return err
+	}
+	if err := h.unknownMissRow(srv, ceiling); err != nil {
+		return err
+	}
+	h.profileMissed(first, body)
+	srv.stop()
+	return nil
+}
+
+// profileMissed profiles every row from first on that missed its target, and the HTTP ceiling
+// once when a verify row did.
+func (h *harness) profileMissed(first int, ceilingBody string) {
+	ceiling := false
+	for _, r := range h.rows[first:] {
+		if r.ok == nil || r.met || r.rerun == nil {
+			continue
+		}
+		rerun := r.rerun
+		h.profileRow(fmt.Sprintf("%s (%s)", r.name, r.db), r.pid, func() (string, error) {
+			w, err := rerun()
+			return w.String(), err
+		})
+		if strings.HasPrefix(r.name, "verify") {
+			ceiling = true
+		}
+		if strings.HasPrefix(r.name, "create") {
+			h.profileArgon()
+		}
+	}
+	if ceiling && !h.ceilingProfiled {
+		h.ceilingProfiled = true
+		h.profileCeiling(ceilingBody)
+	}
+}
+
+// wrongSecret is internal/keytest.WrongSecret: the token's handle with another secret and a
+// valid checksum.
+func wrongSecret(secret string) (string, error) {
+	tok, err := keys.Parse(secret)
+	if err != nil {
+		return "", err
+	}
+	prefix := tok.Prefix()
+	body := []byte(secret[len(prefix) : len(secret)-6])
+	if body[len(body)-1] == 'A' {
+		body[len(body)-1] = 'B'
+	} else {
+		body[len(body)-1] = 'A'
+	}
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	sum := crc32.ChecksumIEEE([]byte(prefix + string(body)))
+	var digits [6]byte
+	for i := 5; i >= 0; i-- {
+		digits[i] = alphabet[sum%62]
+		sum /= 62
+	}
+	forged := prefix + string(body) + string(digits[:])
+	if _, err := keys.Parse(forged); err != nil {
+		return "", fmt.Errorf("forged token does not parse: %w", err)
+	}
+	return forged, nil
+}
+
+// verifyRows: the verify rows that run at memory speed, between two measurements of the HTTP
+// ceiling (their mean is the baseline). It returns the ceiling and the body it was measured
+// with.
+func (h *harness) verifyRows(srv *server) (float64, string, error) {
+	ctx := h.ctx
+	target, err := srv.createKey(ctx, map[string]any{"name": "bench verify target"})
+	if err != nil {
+		return 0, "", err
+	}
+	bearer, err := srv.createKey(ctx, map[string]any{"name": "bench verify bearer", "scopes": []string{"api_keys:verify"}})
+	if err != nil {
+		return 0, "", err
+	}
+	wrong, err := wrongSecret(target.SecretKey)
+	if err != nil {
+		return 0, "", err
+	}
+	unknown, err := keys.Generate(keys.DefaultPrefix)
+	if err != nil {
+		return 0, "", err
+	}
+	last := target.SecretKey[len(target.SecretKey)-1]
+	malformed := target.SecretKey[:len(target.SecretKey)-1] + map[bool]string{true: "y", false: "x"}[last == 'x']
+	type vcase struct {
+		name, bearer, key, code, target string
+		ok                              func(*row) (bool, string)
+	}
+	cases := []vcase{
+		{"verify, hit (admin bearer)", srv.admin, target.SecretKey, "VALID", hitTarget, atLeast(0.60, 5*time.Millisecond)},
+		{"verify, hit (an api_keys:verify key as bearer)", bearer.SecretKey, target.SecretKey, "VALID", hitTarget, atLeast(0.60, 5*time.Millisecond)},
+		{"verify, unknown handle (cached as absent)", srv.admin, unknown.Secret(), "NOT_FOUND", badTarget, atLeast(0.50, 0)},
+		{"verify, malformed token (checksum)", srv.admin, malformed, "MALFORMED", "", nil},
+		{"verify, wrong secret (proof memo mismatch)", srv.admin, wrong, "NOT_FOUND", badTarget, atLeast(0.50, 0)},
+	}
+	// Once each, in this order: the right secret's argon2id run fills the cache and the
+	// proof memo, which the wrong secret then meets.
+	for _, c := range cases {
+		code, err := srv.verifyCode(ctx, c.bearer, c.key)
+		if err != nil {
+			return 0, "", fmt.Errorf("%s: %w", c.name, err)
+		}
+		if code != c.code {
+			return 0, "", fmt.Errorf("%s: answered %s, want %s", c.name, code, c.code)
+		}
+	}
+	body := verifyBody(target.SecretKey)
+	ceilA, err := h.httpCeiling(body)
+	if err != nil {
+		return 0, "", err
+	}
+	// Warm-up: connections, goroutines and the GC's pacing.
+	if _, err := h.wrk(srv.base, verifyLoad(srv.admin, target.SecretKey), 2*time.Second, *flagConns, srv.pid()); err != nil {
+		return 0, "", err
+	}
+	results := make([]wrkResult, len(cases))
+	for i, c := range cases {
+		l := verifyLoad(c.bearer, c.key)
+		measure := func() (wrkResult, error) { return h.wrk(srv.base, l, *flagDur, *flagConns, srv.pid()) }
+		if results[i], err = h.stable(fmt.Sprintf("%s [%s]", c.name, srv.kind), measure); err != nil {
+			return 0, "", err
+		}
+		if code, err := srv.verifyCode(ctx, c.bearer, c.key); err != nil || code != c.code {
+			return 0, "", fmt.Errorf("%s: after the load it answered %s (%v), want %s", c.name, code, err, c.code)
+		}
+	}
+	ceilB, err := h.httpCeiling(body)
+	if err != nil {
+		return 0, "", err
+	}
+	ceiling := (ceilA.RPS + ceilB.RPS) / 2
+	h.add(&row{db: srv.kind, name: "HTTP ceiling: bare Echo binding the verify body, fixed 200 (baseline)", value: ceiling, unit: "req/s",
+		p99: (ceilA.P99 + ceilB.P99) / 2, disturbd: ceilA.cpu.disturbed() && ceilB.cpu.disturbed(),
+		detail: fmt.Sprintf("the mean of two runs, before the verify rows: %s; after them: %s.", ceilA, ceilB)})
+	base := fmt.Sprintf("HTTP ceiling %.0f req/s", ceiling)
+	for i, c := range cases {
+		r := results[i]
+		l := verifyLoad(c.bearer, c.key)
+		h.add(&row{db: srv.kind, name: c.name, value: r.RPS, unit: "req/s", p99: r.P99, base: base, baseVal: ceiling,
+			target: c.target, ok: c.ok, disturbd: r.cpu.disturbed(), pid: srv.pid(),
+			detail: fmt.Sprintf("wrk POST /api-keys/verify, every answer 200 %s: %s.", c.code, r),
+			rerun:  func() (wrkResult, error) { return h.wrk(srv.base, l, *flagDur, *flagConns, srv.pid()) }})
+	}
+	return ceiling, body, nil
+}
+
+// unknownMissRow: verification that misses every cache: 200,000 distinct unknown handles,
+// ten times what the negative cache holds, so each request reads the database once.
+func (h *harness) unknownMissRow(srv *server, ceiling float64) error {
+	const n = 200_000
+	file, err := h.unknownTokens(n)
+	if err != nil {
+		return err
+	}
+	l := load{method: "POST", path: "/api-keys/verify", bearer: srv.admin, keysFile: file}
+	measure := func() (wrkResult, error) { return h.wrk(srv.base, l, *flagDur, *flagConns, srv.pid()) }
+	r, err := h.stable(fmt.Sprintf("verify, miss (unknown handles) [%s]", srv.kind), measure)
+	if err != nil {
+		return err
+	}
+	h.add(&row{db: srv.kind, name: "verify, miss: a new unknown handle each time (one indexed read)", value: r.RPS, unit: "req/s", p99: r.P99,
+		base: fmt.Sprintf("HTTP ceiling %.0f req/s", ceiling), baseVal: ceiling, disturbd: r.cpu.disturbed(),
+		detail: fmt.Sprintf("wrk cycling through %d well-formed tokens whose handles no key has (the negative cache holds 20,000, so none is cached when it comes again), every answer NOT_FOUND: %s.", n, r)})
+	return nil
+}
+
+// listRows: the first page and a page half-way down the million keys, against the same query
+// through sqlx directly.
+func (h *harness) listRows(srv *server, db *sqlx.DB) error {
+	ctx := h.ctx
+	cur, err := deepCursor(ctx, db, *flagRows/2)
+	if err != nil {
+		return fmt.Errorf("deep cursor: %w", err)
+	}
+	pages := []struct {
+		name, path, sql string
+		args            []any
+	}{
+		{"list, first page (limit 50) of 1 M keys", "/api-keys?limit=50", listFirstSQL, []any{51}},
+		{fmt.Sprintf("list, a deep page (limit 50, cursor %d rows in)", *flagRows/2), "/api-keys?limit=50&cursor=" + url.QueryEscape(cur.String()),
+			listAfterSQL, []any{cur.CreatedAt.Format(timeLayout), cur.ID, 51}},
+	}
+	if *flagRows != 1_000_000 {
+		pages[0].name = fmt.Sprintf("list, first page (limit 50) of %d keys", *flagRows)
+	}
+	for _, p := range pages {
+		var items []map[string]any
+		if _, err := srv.call(ctx, "GET", p.path, srv.admin, nil, &items); err != nil {
+			return err
+		}
+		if len(items) != 50 {
+			return fmt.Errorf("%s: %d keys, want 50", p.path, len(items))
+		}
+		sq, err := h.sqlCeiling(db, p.sql, p.args, 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("SQL ceiling of %s: %w", p.name, err)
+		}
+		l := load{method: "GET", path: p.path, bearer: srv.admin}
+		if _, err := h.wrk(srv.base, l, 2*time.Second, *flagConns, srv.pid()); err != nil { // warm-up
+			return err
+		}
+		measure := func() (wrkResult, error) { return h.wrk(srv.base, l, *flagDur, *flagConns, srv.pid()) }
+		r, err := h.stable(p.name+" [PostgreSQL]", measure)
+		if err != nil {
+			return err
+		}
+		one, err := h.stable(p.name+", 1 connection [PostgreSQL]", func() (wrkResult, error) {
+			return h.wrk(srv.base, l, 5*time.Second, 1, srv.pid())
+		})
+		if err != nil {
+			return err
+		}
+		h.add(&row{db: "PostgreSQL", name: p.name, value: r.RPS, unit: "req/s", p99: r.P99, p99One: one.P99,
+			base: fmt.Sprintf("SQL ceiling %.0f queries/s (p99 %.2f ms)", sq.QPS, sq.P99), baseVal: sq.QPS,
+			target: "p99 ≤ 10 ms, ≥ 50 % of the SQL ceiling", ok: atLeast(0.50, 10*time.Millisecond),
+			disturbd: r.cpu.disturbed(), pid: srv.pid(), rerun: measure,
+			detail: fmt.Sprintf("wrk GET %s as the admin, every answer 200 with 50 keys: %s. At one connection (one thread, 5 s): %s. The SQL ceiling is the store's statement (`%s`, limit 51) through sqlx from %d goroutines on a pool of 32 for 5 s: %.0f queries/s, p99 %.2f ms (%s).",
+				p.path, r, one, strings.Join(strings.Fields(strings.Replace(p.sql, keyColumns, "<the 25 columns>", 1)), " "), *flagConns, sq.QPS, sq.P99, sq.cpu)})
+		h.note("PostgreSQL's plan of %q:\n\n  ```\n%s\n  ```", p.name, indent(explain(ctx, db, p.sql, p.args...), "  "))
+	}
+	return nil
+}
+
+func indent(s, pre string) string {
+	return pre + strings.ReplaceAll(s, "\n", "\n"+pre)
+}
+
+// createRow: POST /api-keys as fast as argon2id lets it.
+func (h *harness) createRow(srv *server) (*row, error) {
+	l := load{method: "POST", path: "/api-keys", bearer: srv.admin, body: `{"name": "bench create", "scopes": ["api_keys:read"]}`}
+	measure := func() (wrkResult, error) { return h.wrk(srv.base, l, *flagDur, *flagConns, srv.pid()) }
+	r, err := h.stable("create [PostgreSQL]", measure)
+	if err != nil {
+		return nil, err
+	}
+	return &row{db: "PostgreSQL", name: "create (POST /api-keys)", value: r.RPS, unit: "keys/s", p99: r.P99,
+		target: "≥ 85 % of the argon2id ceiling", ok: atLeast(0.85, 0), disturbd: r.cpu.disturbed(), pid: srv.pid(), rerun: measure,
+		detail: fmt.Sprintf("wrk POST /api-keys, every answer 201: %s.", r)}, nil
+}
+
+// rssRow: peak resident memory of the server while 500 creates are in flight at once. It
+// returns the secrets created, none of them verified yet.
+func (h *harness) rssRow(srv *server) (*row, []string, error) {
+	const n = 500
+	pid := srv.pid()
+	before, _ := procStatus(pid, "VmRSS")
+	lifetimeHWM, _ := procStatus(pid, "VmHWM")
+	reset := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
+	var (
+		polled int64
+		stop   = make(chan struct{})
+		polls  sync.WaitGroup
+	)
+	polls.Add(1)
+	go func() {
+		defer polls.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := procStatus(pid, "VmRSS"); err == nil && v > polled {
+				polled = v
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}}
+	var (
+		mu      sync.Mutex
+		status  = map[int]int{}
+		secrets []string
+		slowest time.Duration
+		wg      sync.WaitGroup
+		gate    = make(chan struct{})
+	)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			t := time.Now()
+			req, _ := http.NewRequestWithContext(h.ctx, "POST", srv.base+"/api-keys", strings.NewReader(fmt.Sprintf(`{"name": "bench rss %d"}`, i)))
+			req.Header.Set("Authorization", "Bearer "+srv.admin)
+			req.Header.Set("Content-Type", "application/json")
+			res, err := client.Do(req)
+			code := 0
+			var k createdKey
+			if err == nil {
+				code = res.StatusCode
+				if code == http.StatusCreated {
+					err = jsonDecode(res.Body, &k)
+				}
+				res.Body.Close()
+			}
+			mu.Lock()
+			status[code]++
+			if k.SecretKey != "" {
+				secrets = append(secrets, k.SecretKey)
+			}
+			slowest = max(slowest, time.Since(t))
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	close(gate)
+	wg.Wait()
+	took := time.Since(start)
+	close(stop)
+	polls.Wait()
+	client.CloseIdleConnections()
+	if err := h.ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	hwm, _ := procStatus(pid, "VmHWM")
+	peak := max(hwm, polled)
+	how := "VmHWM was reset (clear_refs 5) just before"
+	if !reset {
+		how = fmt.Sprintf("VmHWM could not be reset, so it is the peak since start (%.0f MiB before this row)", float64(lifetimeHWM)/1024)
+	}
+	var codes []string
+	for c, k := range status {
+		codes = append(codes, fmt.Sprintf("%d × %s", k, map[bool]string{true: "no answer", false: fmt.Sprint(c)}[c == 0]))
+	}
+	return &row{db: "PostgreSQL", name: "peak RSS under 500 concurrent creates", value: float64(peak) / 1024, unit: "MiB",
+		target: "≤ 300 MiB", ok: func(r *row) (bool, string) { return r.value <= 300, "memory" },
+		detail: fmt.Sprintf("500 POST /api-keys sent at once on 500 connections by a Go client (%s, in %.1f s, the slowest %.1f s); RSS of the server: %.0f MiB before, peak %.0f MiB (%s: VmHWM %.0f MiB, VmRSS polled every 5 ms %.0f MiB).",
+			strings.Join(codes, ", "), took.Seconds(), slowest.Seconds(), float64(before)/1024, float64(peak)/1024, how, float64(hwm)/1024, float64(polled)/1024)}, secrets, nil
+}
+
+// coldMissRow: the first verification of keys never verified since the server started: the
+// row is read from the database and argon2id runs, once per key. Each request takes a key no
+// earlier request took.
+func (h *harness) coldMissRow(srv *server, pool []string, argon float64) (*row, error) {
+	dur := max(*flagDur/2, 3*time.Second)
+	need := int(argon*dur.Seconds()*1.6) + 64
+	if len(pool) < need {
+		more, err := srv.batchCreate(h.ctx, need-len(pool))
+		if err != nil {
+			return nil, fmt.Errorf("create keys for the cold verify row: %w", err)
+		}
+		pool = append(pool, more...)
+	}
+	file, err := h.tokensFile("cold.txt", pool)
+	if err != nil {
+		return nil, err
+	}
+	l := load{method: "POST", path: "/api-keys/verify", bearer: srv.admin, keysFile: file}
+	h.waitQuiet("the cold verify row")
+	r, err := h.wrk(srv.base, l, dur, *flagConns, srv.pid())
+	if err != nil {
+		return nil, err
+	}
+	h.logf("%-58s %s", "verify, cold miss [PostgreSQL]", r)
+	detail := fmt.Sprintf("wrk cycling through %d keys created through the API and never verified, every answer 200 VALID, for %s: %s.", len(pool), dur, r)
+	if r.Requests > int64(len(pool)) {
+		detail += fmt.Sprintf(" %d requests came back to a key already verified (a hit): the figure is too high.", r.Requests-int64(len(pool)))
+	}
+	return &row{db: "PostgreSQL", name: "verify, miss: a key's first verification (row read + argon2id)", value: r.RPS, unit: "req/s", p99: r.P99,
+		disturbd: r.cpu.disturbed(), detail: detail}, nil
+}
