@@ -220,7 +220,7 @@ const adminToken = "bench-admin-token-0123456789abcdef"
 
 // startServer runs the service on dbURL with the production argon2id parameters and WARN
 // logs (at INFO every request writes a JSON line to stderr, which would be measured too).
-func (h *harness) startServer(bin, name, kind, dbURL string) (*server, error) {
+func (h *harness) startServer(bin, name, kind, dbURL string, extraEnv ...string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -233,6 +233,7 @@ func (h *harness) startServer(bin, name, kind, dbURL string) (*server, error) {
 	}
 	env = append(env, "APIKEYS_DATABASE_URL="+dbURL, fmt.Sprintf("APIKEYS_ADDR=127.0.0.1:%d", port),
 		"APIKEYS_ADMIN_TOKEN="+adminToken, "APIKEYS_LOG_LEVEL=WARN")
+	env = append(env, extraEnv...)
 	if *flagServerEnv != "" {
 		env = append(env, strings.Split(*flagServerEnv, ",")...)
 		h.note("The servers ran with %s in their environment (-server-env).", *flagServerEnv)

@@ -186,9 +186,9 @@ func (h *harness) report() string {
 	if len(h.profiles) > 0 {
 		b.WriteString("\n### Profiles of the rows not met\n\n")
 		b.WriteString("Each row was run again under `perf record -a -g -e cpu-clock -F 499` (system-wide, so the load generator and PostgreSQL show too). " +
-			"First the CPU by process, then the busiest functions of the server process (self time, then inclusive time; percentages of that process's samples).\n\n")
+			"First the CPU of both cores by process, then the busiest functions of the profiled process (self time, then the inclusive time of the stages a request goes through, outermost first; percentages of that process's samples). The inclusive figures miss time in assembly without frame pointers (argon2id's kernels), so for create read the self time.\n\n")
 		for _, p := range h.profiles {
-			fmt.Fprintf(&b, "#### %s\n\n%s\n\n```\n# CPU by process\n%s\n\n# server process, self\n%s\n\n# server process, inclusive\n%s\n```\n\n", p.row, p.result, p.split, p.self, p.cum)
+			fmt.Fprintf(&b, "#### %s\n\n%s\n\n```\n# CPU by process\n%s\n\n# profiled process, self\n%s\n\n# profiled process, inclusive\n%s\n```\n\n", p.row, p.result, p.split, p.self, p.cum)
 		}
 	}
 	if *flagGoBench != "" {

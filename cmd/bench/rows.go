@@ -70,7 +70,7 @@ func (h *harness) postgresRows(bin string) error {
 	if err != nil {
 		return err
 	}
-	cold, err := h.coldMissRow(srv, pool, argonA)
+	cold, pool, err := h.coldMissRow(srv, pool, argonA)
 	if err != nil {
 		return err
 	}
@@ -87,6 +87,9 @@ func (h *harness) postgresRows(bin string) error {
 	h.add(create)
 	h.add(rss)
 	h.add(cold)
+	if err := h.knownMissRow(bin, dbURL, pool, ceiling); err != nil {
+		return err
+	}
 	h.profileMissed(first, body)
 	srv.stop()
 	return nil
@@ -441,25 +444,25 @@ func (h *harness) rssRow(srv *server) (*row, []string, error) {
 // coldMissRow: the first verification of keys never verified since the server started: the
 // row is read from the database and argon2id runs, once per key. Each request takes a key no
 // earlier request took.
-func (h *harness) coldMissRow(srv *server, pool []string, argon float64) (*row, error) {
+func (h *harness) coldMissRow(srv *server, pool []string, argon float64) (*row, []string, error) {
 	dur := max(*flagDur/2, 3*time.Second)
 	need := int(argon*dur.Seconds()*1.6) + 64
 	if len(pool) < need {
 		more, err := srv.batchCreate(h.ctx, need-len(pool))
 		if err != nil {
-			return nil, fmt.Errorf("create keys for the cold verify row: %w", err)
+			return nil, nil, fmt.Errorf("create keys for the cold verify row: %w", err)
 		}
 		pool = append(pool, more...)
 	}
 	file, err := h.tokensFile("cold.txt", pool)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	l := load{method: "POST", path: "/api-keys/verify", bearer: srv.admin, keysFile: file}
 	h.waitQuiet("the cold verify row")
 	r, err := h.wrk(srv.base, l, dur, *flagConns, srv.pid())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h.logf("%-58s %s", "verify, cold miss [PostgreSQL]", r)
 	detail := fmt.Sprintf("wrk cycling through %d keys created through the API and never verified, every answer 200 VALID, for %s: %s.", len(pool), dur, r)
@@ -467,5 +470,74 @@ func (h *harness) coldMissRow(srv *server, pool []string, argon float64) (*row, 
 		detail += fmt.Sprintf(" %d requests came back to a key already verified (a hit): the figure is too high.", r.Requests-int64(len(pool)))
 	}
 	return &row{db: "PostgreSQL", name: "verify, miss: a key's first verification (row read + argon2id)", value: r.RPS, unit: "req/s", p99: r.P99,
-		disturbd: r.cpu.disturbed(), detail: detail}, nil
+		disturbd: r.cpu.disturbed(), detail: detail}, pool, nil
+}
+
+// knownMissCache is the key cache of the server of the known-key miss row: far fewer rows
+// than the keys it cycles through, so that each verification misses it.
+const knownMissCache = 64
+
+// knownMissRow: verification of a known key whose row is not in the cache but whose proof is
+// in the memo, the steady-state miss (a row aged out or evicted): one indexed read and an HMAC,
+// no argon2id. A second server on the same database runs with APIKEYS_CACHE_ENTRIES=64; each
+// key of pool is verified once through it first (argon2id, filling its memo), then wrk cycles
+// through them all.
+func (h *harness) knownMissRow(bin, dbURL string, pool []string, ceiling float64) error {
+	srv, err := h.startServer(bin, "apikeys-smallcache", "PostgreSQL", dbURL, fmt.Sprintf("APIKEYS_CACHE_ENTRIES=%d", knownMissCache))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	start := time.Now()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan string)
+	)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				code, err := srv.verifyCode(h.ctx, srv.admin, k)
+				if err == nil && code != "VALID" {
+					err = fmt.Errorf("answered %s, want VALID", code)
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, k := range pool {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return fmt.Errorf("known-key miss row, first verifications: %w", first)
+	}
+	h.logf("verified %d keys once through the small-cache server in %.1fs", len(pool), time.Since(start).Seconds())
+	file, err := h.tokensFile("known.txt", pool)
+	if err != nil {
+		return err
+	}
+	l := load{method: "POST", path: "/api-keys/verify", bearer: srv.admin, keysFile: file}
+	measure := func() (wrkResult, error) { return h.wrk(srv.base, l, *flagDur, *flagConns, srv.pid()) }
+	r, err := h.stable("verify, miss (known keys, small cache) [PostgreSQL]", measure)
+	if err != nil {
+		return err
+	}
+	if code, err := srv.verifyCode(h.ctx, srv.admin, pool[0]); err != nil || code != "VALID" {
+		return fmt.Errorf("known-key miss row: after the load %s answered %s (%v)", pool[0], code, err)
+	}
+	h.add(&row{db: "PostgreSQL", name: "verify, miss: a known key's row not cached (row read, proof memo hit)", value: r.RPS, unit: "req/s", p99: r.P99,
+		base: fmt.Sprintf("HTTP ceiling %.0f req/s", ceiling), baseVal: ceiling, disturbd: r.cpu.disturbed(),
+		detail: fmt.Sprintf("a second server process on the same database with APIKEYS_CACHE_ENTRIES=%d; each of %d keys was verified once through it first (argon2id, which puts its proof in the memo), then wrk cycled through them all, every answer 200 VALID: each request reads its key's row (the cache holds %d rows, a key comes back after %d others) and compares an HMAC, no argon2id: %s.", knownMissCache, len(pool), knownMissCache, len(pool)-1, r)})
+	return nil
 }
