@@ -50,7 +50,12 @@ const (
 // processes exists only there.
 func needPostgres(t *testing.T) testdb.DB {
 	t.Helper()
+	// Under CI=true, testdb.Engines fails the test itself when PostgreSQL is missing; the
+	// check here makes that explicit rather than relying on it.
 	if !slices.Contains(testdb.Engines(t), testdb.Postgres) {
+		if os.Getenv("CI") != "" {
+			t.Fatal("PostgreSQL is required when CI is set")
+		}
 		t.Skip("PostgreSQL is not available: replicas share a database only there")
 	}
 	return testdb.New(t, testdb.Postgres)
