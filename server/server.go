@@ -36,7 +36,7 @@ type Server struct {
 	svc  *service.Service
 	spec []byte
 	log  *slog.Logger
-	ops  map[string]operation // by "METHOD /echo/path"
+	ops  map[[2]string]operation // by method and Echo path; an array key needs no concatenation
 	echo *echo.Echo
 }
 
@@ -66,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 	// A servers block makes the validator match on Host and answer 400 to everything.
 	spec.Servers = nil
 
-	s := &Server{svc: cfg.Service, spec: cfg.Spec, log: cfg.Logger, ops: map[string]operation{}}
+	s := &Server{svc: cfg.Service, spec: cfg.Spec, log: cfg.Logger, ops: map[[2]string]operation{}}
 	// The generated spec capitalises operationIds; match them without regard to case.
 	byName := map[string]service.Op{}
 	for _, op := range service.Operations() {
@@ -89,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 					method, path, declared, public, scope)
 			}
 			o.protected = protected
-			s.ops[method+" "+echoPath] = o
+			s.ops[[2]string{method, echoPath}] = o
 		}
 	}
 
@@ -130,6 +130,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 
 // operation returns the operation a request was routed to.
 func (s *Server) operation(c echo.Context) (operation, bool) {
-	o, ok := s.ops[c.Request().Method+" "+c.Path()]
+	o, ok := s.ops[[2]string{c.Request().Method, c.Path()}]
 	return o, ok
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"hash/crc32"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/qs/apikeys/internal/keytest"
 	"github.com/qs/apikeys/keys"
 )
 
@@ -142,34 +142,6 @@ func (h *harness) profileMissed(first int, ceilingBody string) {
 	}
 }
 
-// wrongSecret is internal/keytest.WrongSecret: the token's handle with another secret and a
-// valid checksum.
-func wrongSecret(secret string) (string, error) {
-	tok, err := keys.Parse(secret)
-	if err != nil {
-		return "", err
-	}
-	prefix := tok.Prefix()
-	body := []byte(secret[len(prefix) : len(secret)-6])
-	if body[len(body)-1] == 'A' {
-		body[len(body)-1] = 'B'
-	} else {
-		body[len(body)-1] = 'A'
-	}
-	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	sum := crc32.ChecksumIEEE([]byte(prefix + string(body)))
-	var digits [6]byte
-	for i := 5; i >= 0; i-- {
-		digits[i] = alphabet[sum%62]
-		sum /= 62
-	}
-	forged := prefix + string(body) + string(digits[:])
-	if _, err := keys.Parse(forged); err != nil {
-		return "", fmt.Errorf("forged token does not parse: %w", err)
-	}
-	return forged, nil
-}
-
 // verifyRows: the verify rows that run at memory speed, between two measurements of the HTTP
 // ceiling (their mean is the baseline). It returns the ceiling and the body it was measured
 // with.
@@ -183,7 +155,7 @@ func (h *harness) verifyRows(srv *server) (float64, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	wrong, err := wrongSecret(target.SecretKey)
+	wrong, err := keytest.Forge(target.SecretKey)
 	if err != nil {
 		return 0, "", err
 	}
