@@ -94,6 +94,9 @@ func (s *Server) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// bodyKey holds, in the Echo context, the body checkBody read and checked.
+const bodyKey = "apikeys.body"
+
 type (
 	principalKey struct{}
 	remoteIPKey  struct{}
@@ -164,6 +167,7 @@ func (s *Server) checkBody(next echo.HandlerFunc) echo.HandlerFunc {
 			return badRequest("the request body could not be read")
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		c.Set(bodyKey, body)
 		if len(bytes.TrimSpace(body)) == 0 {
 			return next(c)
 		}
