@@ -19,11 +19,13 @@ const (
 )
 
 // Error is the domain's error. Detail is a sentence meant for the client; it never quotes a
-// secret or a database message. Fields name the offending input of an EINVALID error.
+// secret or a database message. Fields name the offending input of an EINVALID error. Err
+// is the cause, for the log only (EUNAVAILABLE carries the driver's error).
 type Error struct {
 	Code   string
 	Detail string
 	Fields []FieldError
+	Err    error
 }
 
 // FieldError names one offending input field. Field is a JSON pointer into the request body
@@ -36,6 +38,9 @@ type FieldError struct {
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Detail }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an Error with the given code and a formatted detail.
 func Errorf(code, format string, args ...any) *Error {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -76,8 +77,13 @@ func toProblem(err error, log *slog.Logger, r *http.Request) *problem {
 			out.authenticate = `Bearer realm="apikeys", error="invalid_token"`
 		case apikeys.EUNAVAILABLE:
 			out.retryAfter = "1"
+			log.WarnContext(r.Context(), "unavailable", "method", r.Method, "path", r.URL.Path, "detail", de.Detail, "cause", causeOf(de))
 		}
 		return out
+	case errors.Is(err, context.DeadlineExceeded):
+		log.WarnContext(r.Context(), "request deadline passed", "method", r.Method, "path", r.URL.Path)
+		return &problem{status: http.StatusServiceUnavailable, retryAfter: "1",
+			detail: "the request could not be completed in time; retry shortly"}
 	case errors.As(err, &he):
 		return fromHTTPError(he, log, r)
 	default:
@@ -183,12 +189,41 @@ func firstLine(s string) string {
 	return line
 }
 
+// causeOf is the text of an error's cause, for the log ("" when it has none).
+func causeOf(e *apikeys.Error) string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
+// statusClientClosed is logged for a request whose client went away before its answer
+// (nginx's 499); nothing is sent.
+const statusClientClosed = 499
+
 // errorHandler is Echo's HTTPErrorHandler: the one exit for every failure.
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	clientCtx, ok := c.Get(clientCtxKey).(context.Context)
+	if !ok {
+		clientCtx = c.Request().Context()
+	}
+	if errors.Is(clientCtx.Err(), context.Canceled) {
+		// The client closed the connection: whatever failed after that failed because of
+		// it (a cancelled query, a hash slot never reached). Not the service's error.
+		s.log.Info("client closed the request", "method", c.Request().Method, "path", c.Request().URL.Path)
+		c.Response().Status = statusClientClosed
+		return
+	}
 	p := toProblem(err, s.log, c.Request())
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	writeProblem(c.Response(), p)
+}
+
+// writeProblem renders p as application/problem+json.
+func writeProblem(w http.ResponseWriter, p *problem) {
 	body := gen.Problem{
 		Type:   "about:blank",
 		Title:  http.StatusText(p.status),
@@ -198,18 +233,15 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if len(p.fields) > 0 {
 		body.Errors = &p.fields
 	}
+	h := w.Header()
 	if p.authenticate != "" {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, p.authenticate)
+		h.Set(echo.HeaderWWWAuthenticate, p.authenticate)
 	}
 	if p.retryAfter != "" {
-		c.Response().Header().Set(echo.HeaderRetryAfter, p.retryAfter)
+		h.Set(echo.HeaderRetryAfter, p.retryAfter)
 	}
-	buf, mErr := json.Marshal(body)
-	if mErr != nil {
-		s.log.Error("encode problem", "err", mErr)
-		return
-	}
-	if err := c.Blob(p.status, "application/problem+json", buf); err != nil {
-		s.log.Debug("write problem", "err", err)
-	}
+	buf, _ := json.Marshal(body) // a struct of strings and ints cannot fail to encode
+	h.Set(echo.HeaderContentType, "application/problem+json")
+	w.WriteHeader(p.status)
+	_, _ = w.Write(buf)
 }

@@ -106,7 +106,7 @@ func newEnv(t testing.TB, engine string, hash keys.Params) *env {
 }
 
 // newServerWith starts a server on st, which tests may wrap to inject failures.
-func newServerWith(t testing.TB, st apikeys.KeyStore, hash keys.Params) *env {
+func newServerWith(t testing.TB, st apikeys.KeyStore, hash keys.Params, tune ...func(*server.Config)) *env {
 	t.Helper()
 	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}}
 	e.clock.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
@@ -118,7 +118,11 @@ func newServerWith(t testing.TB, st apikeys.KeyStore, hash keys.Params) *env {
 		Feed: feed,
 	})
 	var err error
-	e.srv, err = server.New(server.Config{Service: e.svc, Spec: apikeys.OpenAPI, Logger: log})
+	cfg := server.Config{Service: e.svc, Spec: apikeys.OpenAPI, Logger: log}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	e.srv, err = server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

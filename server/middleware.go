@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/gen"
+	"github.com/qs/apikeys/service"
 )
 
 // logRequests logs one line per request: method, route, status and duration. Headers,
@@ -94,8 +96,12 @@ func (s *Server) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// bodyKey holds, in the Echo context, the body checkBody read and checked.
-const bodyKey = "apikeys.body"
+// Keys of the Echo context: the body checkBody read and checked; the request's context as
+// the HTTP server made it, which ends when the client goes away, before deadline wrapped it.
+const (
+	bodyKey      = "apikeys.body"
+	clientCtxKey = "apikeys.clientCtx"
+)
 
 type (
 	principalKey struct{}
@@ -157,6 +163,11 @@ func (s *Server) checkBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := checkMediaType(r.Header.Get(echo.HeaderContentType)); err != nil {
 			return err
 		}
+		release, err := s.reserveBody(r.Context(), c.Path(), r.ContentLength)
+		if err != nil {
+			return err
+		}
+		defer release()
 		r.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -171,9 +182,52 @@ func (s *Server) checkBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if len(bytes.TrimSpace(body)) == 0 {
 			return next(c)
 		}
+		// The size check first, on its own pass over the bytes: it is cheap, and it refuses
+		// the bodies made to be expensive before CheckJSONText tokenises them. verifyRoute
+		// decodes into no tree; it needs no such check.
+		if op.id != service.OpVerifyKey && json.Valid(body) {
+			if err := checkShape(body); err != nil {
+				return err
+			}
+		}
 		if err := apikeys.CheckJSONText(body); err != nil {
 			return badRequest(apikeys.ErrorDetail(err), fieldError(gen.Body, "/", apikeys.ErrorDetail(err)))
 		}
+		return next(c)
+	}
+}
+
+// reserveBody takes, from the budget of body bytes in flight, what a request may read (its
+// Content-Length, or its operation's limit when it does not say), until it is answered:
+// reading, checking and validating a body costs memory in proportion to its size, and the
+// budget bounds their sum. A request that cannot have its share before its deadline gets
+// 503 with Retry-After.
+func (s *Server) reserveBody(ctx context.Context, route string, length int64) (func(), error) {
+	limit := int64(maxBody)
+	if route == "/api-keys/batch" {
+		limit = maxBatchBody
+	}
+	n := limit
+	if length >= 0 && length < limit {
+		n = max(length, 1)
+	}
+	n = min(n, s.bodyBudgetSize)
+	if err := s.bodyBudget.Acquire(ctx, n); err != nil {
+		return nil, apikeys.Errorf(apikeys.EUNAVAILABLE, "the service is busy reading other requests; retry shortly")
+	}
+	return func() { s.bodyBudget.Release(n) }, nil
+}
+
+// deadline gives the work of every request a deadline (Config.RequestTimeout), which the
+// use cases and the store honour: a create whose deadline has passed is not committed. The
+// HTTP server's write timeout must be longer, so that whatever was stored is answered.
+func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		c.Set(clientCtxKey, r.Context()) // ends only when the client goes away
+		ctx, cancel := context.WithTimeout(r.Context(), s.requestTimeout)
+		defer cancel()
+		c.SetRequest(r.WithContext(ctx))
 		return next(c)
 	}
 }

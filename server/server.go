@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/labstack/echo/v4"
 	echomw "github.com/labstack/echo/v4/middleware"
 	oapimw "github.com/oapi-codegen/echo-middleware"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/qs/apikeys/gen"
 	"github.com/qs/apikeys/service"
@@ -29,7 +31,19 @@ type Config struct {
 	Spec []byte
 	// Logger receives request and error logs; it never receives a secret.
 	Logger *slog.Logger
+	// RequestTimeout is the deadline of each request's work (default DefaultRequestTimeout).
+	// The HTTP server's WriteTimeout must exceed it.
+	RequestTimeout time.Duration
+	// BodyBudget bounds the request body bytes being read and checked at once, across
+	// requests (default DefaultBodyBudget).
+	BodyBudget int64
 }
+
+// Defaults of Config.
+const (
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultBodyBudget     = 8 << 20
+)
 
 // Server implements gen.StrictServerInterface and http.Handler.
 type Server struct {
@@ -38,6 +52,10 @@ type Server struct {
 	log  *slog.Logger
 	ops  map[[2]string]operation // by method and Echo path; an array key needs no concatenation
 	echo *echo.Echo
+
+	requestTimeout time.Duration
+	bodyBudget     *semaphore.Weighted
+	bodyBudgetSize int64
 }
 
 // operation is what the edge knows of one operation of openapi.yaml.
@@ -66,7 +84,14 @@ func New(cfg Config) (*Server, error) {
 	// A servers block makes the validator match on Host and answer 400 to everything.
 	spec.Servers = nil
 
-	s := &Server{svc: cfg.Service, spec: cfg.Spec, log: cfg.Logger, ops: map[[2]string]operation{}}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.BodyBudget <= 0 {
+		cfg.BodyBudget = DefaultBodyBudget
+	}
+	s := &Server{svc: cfg.Service, spec: cfg.Spec, log: cfg.Logger, ops: map[[2]string]operation{},
+		requestTimeout: cfg.RequestTimeout, bodyBudget: semaphore.NewWeighted(cfg.BodyBudget), bodyBudgetSize: cfg.BodyBudget}
 	// The generated spec capitalises operationIds; match them without regard to case.
 	byName := map[string]service.Op{}
 	for _, op := range service.Operations() {
@@ -103,6 +128,7 @@ func New(cfg Config) (*Server, error) {
 		return err
 	}}))
 	e.Use(s.logRequests)
+	e.Use(s.deadline)
 	e.Use(s.bodyLimits)
 	e.Use(s.checkQuery)
 	e.Use(s.authenticate)
@@ -128,8 +154,20 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP makes the server an http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+// ServeHTTP makes the server an http.Handler. A request on a connection beyond the limit
+// (LimitConnections) is answered, and its connection closed: the health probes as usual,
+// anything else 503.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if onSpareConn(r) {
+		w.Header().Set("Connection", "close")
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			writeProblem(w, &problem{status: http.StatusServiceUnavailable, retryAfter: "1",
+				detail: "the service has as many connections as it serves; retry shortly"})
+			return
+		}
+	}
+	s.echo.ServeHTTP(w, r)
+}
 
 // operation returns the operation a request was routed to.
 func (s *Server) operation(c echo.Context) (operation, bool) {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/keys"
 )
@@ -112,6 +114,7 @@ type Service struct {
 	verifier  *verifier
 	stop      context.CancelFunc
 	watching  sync.WaitGroup
+	pings     singleflight.Group
 }
 
 // New builds a Service and starts its usage recorder; Close stops it.
@@ -173,11 +176,23 @@ func (s *Service) Close(ctx context.Context) error {
 	return s.usage.close(ctx)
 }
 
-// Ready reports whether the database answers, within 2 s. EUNAVAILABLE.
+// Ready reports whether the database answers, within 2 s, even when the database hangs:
+// the answer does not wait for the ping beyond that (the store bounds the ping itself), and
+// probes that come while one ping is out share it. EUNAVAILABLE.
 func (s *Service) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	res := s.pings.DoChan("ping", func() (any, error) {
+		return nil, s.store.Ping(context.WithoutCancel(ctx))
+	})
+	var err error
+	select {
+	case r := <-res:
+		err = r.Err
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		s.log.Warn("readiness: database does not answer", "err", err)
 		return apikeys.Errorf(apikeys.EUNAVAILABLE, "the database does not answer")
 	}

@@ -84,6 +84,8 @@ func scopesJSON(scopes []apikeys.Scope) string {
 // Returns ECONFLICT when a key id, subject id or lookup handle is taken. Each key is a change
 // (see Watch).
 func (s *Store) CreateKeys(ctx context.Context, keys []apikeys.NewKey) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
 		handles := make([]string, 0, len(keys))
 		for _, nk := range keys {
@@ -119,12 +121,16 @@ func (s *Store) insertKey(ctx context.Context, tx *sqlx.Tx, k *apikeys.Key) erro
 
 // GetKey returns the key with the given id, or ENOTFOUND.
 func (s *Store) GetKey(ctx context.Context, id string) (apikeys.Key, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.getKey(ctx, s.db, "id", id, false)
 }
 
 // GetKeyByHandle returns the key whose token carries handle, or ENOTFOUND. It is the
 // verification path's only query and is served by a unique index.
 func (s *Store) GetKeyByHandle(ctx context.Context, handle string) (apikeys.Key, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.getKey(ctx, s.db, "lookup_handle", handle, false)
 }
 
@@ -150,6 +156,8 @@ func (s *Store) getKey(ctx context.Context, q sqlx.QueryerContext, column, value
 // page when more keys may follow. Every condition is evaluated in SQL. EINVALID for an
 // unknown status or a limit below 1.
 func (s *Store) ListKeys(ctx context.Context, f apikeys.KeyFilter) ([]apikeys.Key, *apikeys.Cursor, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	query, args, err := s.listQuery(f)
 	if err != nil {
 		return nil, nil, err
@@ -232,6 +240,8 @@ func (s *Store) listQuery(f apikeys.KeyFilter) (string, []any, error) {
 // replacement). If fn returns an error nothing is written and that error is returned.
 // Returns ENOTFOUND when no key has the id. A stored update is a change (see Watch).
 func (s *Store) UpdateKey(ctx context.Context, id string, fn func(k *apikeys.Key) error) (apikeys.Key, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var out apikeys.Key
 	err := s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
 		k, err := s.getKey(ctx, tx, "id", id, true)
@@ -269,6 +279,8 @@ func (s *Store) writeKey(ctx context.Context, tx *sqlx.Tx, k *apikeys.Key) error
 // Returns ENOTFOUND when no key has the id, ECONFLICT when the new key's id or handle is
 // taken. A stored rotation is a change to both keys (see Watch).
 func (s *Store) RotateKey(ctx context.Context, id string, fn func(old *apikeys.Key) (apikeys.Key, error)) (old, replacement apikeys.Key, err error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	err = s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
 		k, err := s.getKey(ctx, tx, "id", id, true)
 		if err != nil {
@@ -296,6 +308,8 @@ func (s *Store) RotateKey(ctx context.Context, id string, fn func(old *apikeys.K
 // and reports whether it did: of replicas rehashing a key together, one writes. A replaced
 // hash is a change (see Watch); a key with another hash, or none with the id, is not.
 func (s *Store) SetKeyHash(ctx context.Context, id, oldHash, newHash string) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var set bool
 	err := s.writeTx(ctx, func(tx *sqlx.Tx) ([]string, error) {
 		var handle string
@@ -317,6 +331,8 @@ func (s *Store) SetKeyHash(ctx context.Context, id, oldHash, newHash string) (bo
 // one already recorded is ignored, so batches may arrive out of order. It is not a change:
 // the feed does not report it.
 func (s *Store) RecordUsage(ctx context.Context, uses []apikeys.Usage) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if len(uses) == 0 {
 		return nil
 	}
@@ -339,6 +355,8 @@ func (s *Store) RecordUsage(ctx context.Context, uses []apikeys.Usage) error {
 
 // GetSubject returns the subject with the given id, or ENOTFOUND.
 func (s *Store) GetSubject(ctx context.Context, id string) (apikeys.Subject, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var r struct {
 		ID            string `db:"id"`
 		Type          string `db:"type"`

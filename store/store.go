@@ -18,16 +18,20 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -44,7 +48,8 @@ type Store struct {
 	db      *sqlx.DB
 	dialect dialect
 	dsn     string // PostgreSQL: the URL the pool dials, from which Watch derives its own
-	feed    feed   // the watchers of this Store and the commits being reported to them
+	timeout time.Duration
+	feed    feed // the watchers of this Store and the commits being reported to them
 
 	life    context.Context // ends when Close is called, ending every Watch
 	endLife context.CancelFunc
@@ -73,51 +78,71 @@ var bindOnce sync.Once
 // query with arguments takes one round trip instead of two (prepare, then execute); an
 // explicit binary_parameters in the URL is kept.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options. Migrations run on a pool of their own, without the
+// per-call bounds (an index built on a large table may take minutes), closed before
+// OpenWith returns.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// sqlx does not know modernc's driver name; teach it once.
 	bindOnce.Do(func() { sqlx.BindDriver("sqlite", sqlx.QUESTION) })
+	opts = opts.withDefaults()
 
-	var (
-		db  *sqlx.DB
-		d   dialect
-		err error
-	)
+	s := &Store{timeout: opts.Timeout}
+	var migrator *sqlx.DB
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		d = postgres
-		dsn, err = postgresDSN(dsn)
-		if err == nil {
-			db, err = sqlx.Open("postgres", dsn)
+		pdsn, err := postgresDSN(dsn, opts.Timeout)
+		if err != nil {
+			return nil, err
 		}
+		connector, err := pq.NewConnector(pdsn)
+		if err != nil {
+			return nil, errors.New("postgres: the database URL is not valid")
+		}
+		connector.Dialer(newDeadlineDialer(opts.Timeout))
+		s.db = sqlx.NewDb(sql.OpenDB(connector), "postgres")
+		s.db.SetMaxOpenConns(opts.MaxConns)
+		s.db.SetMaxIdleConns(opts.MaxConns)
+		s.dialect, s.dsn = postgres, pdsn
+		if migrator, err = sqlx.Open("postgres", dsn); err != nil {
+			s.db.Close()
+			return nil, errors.New("postgres: the database URL is not valid")
+		}
+		migrator.SetMaxOpenConns(1)
 	} else {
-		d = sqliteDialect
-		var sdsn string
-		sdsn, err = sqliteDSN(dsn)
-		if err == nil {
-			db, err = sqlx.Open("sqlite", sdsn)
+		sdsn, err := sqliteDSN(dsn, opts.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
 		}
+		if s.db, err = sqlx.Open("sqlite", sdsn); err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		// SQLite has one writer; a small pool keeps readers concurrent under WAL.
+		s.db.SetMaxOpenConns(8)
+		s.dialect, migrator = sqliteDialect, s.db
+	}
+	s.db.SetConnMaxIdleTime(5 * time.Minute)
+	s.life, s.endLife = context.WithCancel(context.Background())
+	err := (&Store{db: migrator, dialect: s.dialect}).migrate(ctx)
+	if migrator != s.db {
+		migrator.Close()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	if d == sqliteDialect {
-		// SQLite has one writer; a small pool keeps readers concurrent under WAL.
-		db.SetMaxOpenConns(8)
-	} else {
-		db.SetMaxOpenConns(32)
-		db.SetMaxIdleConns(32)
-	}
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db, dialect: d, dsn: dsn}
-	s.life, s.endLife = context.WithCancel(context.Background())
-	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
+// bound gives a database call the Store's timeout, within ctx's own deadline.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
 // postgresDSN sets the options this package relies on in a postgres:// URL, keeping any the
 // URL sets itself.
-func postgresDSN(dsn string) (string, error) {
+func postgresDSN(dsn string, timeout time.Duration) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
 		// url's message quotes the URL, password included.
@@ -130,13 +155,14 @@ func postgresDSN(dsn string) (string, error) {
 		// binary); this package sends strings, numbers and NULLs.
 		q.Set("binary_parameters", "yes")
 	}
+	serverTimeouts(q, timeout)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
 
 // sqliteDSN turns a path or file: URI into a modernc DSN with the pragmas every
 // connection needs (pragmas are per connection, so they must live in the DSN).
-func sqliteDSN(dsn string) (string, error) {
+func sqliteDSN(dsn string, timeout time.Duration) (string, error) {
 	dsn = strings.TrimPrefix(dsn, "sqlite://")
 	path, query, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
 	if path == "" || path == ":memory:" {
@@ -151,7 +177,8 @@ func sqliteDSN(dsn string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sqlite: bad options in %q: %w", dsn, err)
 	}
-	for _, p := range []string{"foreign_keys(1)", "busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)"} {
+	busy := fmt.Sprintf("busy_timeout(%d)", timeout.Milliseconds())
+	for _, p := range []string{"foreign_keys(1)", busy, "journal_mode(WAL)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
 	// Writers take the lock at BEGIN, so read-then-write transactions never deadlock.
@@ -167,11 +194,13 @@ func (s *Store) Close() error {
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping: %w", err)
+		return s.translate(err)
 	}
 	var one int
-	return s.db.GetContext(ctx, &one, "SELECT 1")
+	return s.translate(s.db.GetContext(ctx, &one, "SELECT 1"))
 }
 
 //go:embed migrations
@@ -256,6 +285,9 @@ func (s *Store) translate(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return apikeys.Errorf(apikeys.ENOTFOUND, "the requested record does not exist")
 	}
+	if unavailable(err) {
+		return &apikeys.Error{Code: apikeys.EUNAVAILABLE, Detail: "the database is unavailable; retry shortly", Err: err}
+	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
 		switch {
@@ -281,6 +313,43 @@ func (s *Store) translate(err error) error {
 		}
 	}
 	return err
+}
+
+// unavailable reports whether err says the database could not serve the call now, though
+// it may later: the call ran out of time, the connection failed or was refused, the server
+// is starting or shutting down, out of connections or resources, or ended the statement on
+// its timeouts, or a transaction lost a serialization race or a deadlock. The client's own
+// cancellation (context.Canceled) is not the database's failure and stays as it is.
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.As(err, &netErr):
+		return true
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		switch pqErr.Code.Class() {
+		case "08", "53", "57": // connection exception, insufficient resources, operator intervention
+			return true
+		}
+		switch pqErr.Code {
+		case "40001", "40P01", "55P03": // serialization failure, deadlock, lock not available
+			return true
+		}
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		switch sqErr.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+	}
+	return false
 }
 
 // notFound is translate for the lookup of one row, whose ENOTFOUND says what was missing.

@@ -23,7 +23,9 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.databaseURL != "file:data/apikeys.db" || c.addr != ":8080" || c.prefix != "qs_live_" || c.hash != keys.DefaultParams() ||
-		!c.generated || len(c.adminToken) < 32 || c.flushInterval != time.Second {
+		!c.generated || len(c.adminToken) < 32 || c.flushInterval != time.Second ||
+		c.dbTimeout != 3*time.Second || c.requestTimeout != 10*time.Second || c.idleTimeout != 30*time.Second ||
+		c.maxConns < 16 || c.bodyBudget != 8<<20 {
 		t.Errorf("defaults = %+v", c)
 	}
 	c, err = loadConfig(env("APIKEYS_ADMIN_TOKEN", "0123456789abcdef", "APIKEYS_KEY_PREFIX", "acme_test_",
@@ -47,6 +49,13 @@ func TestLoadConfig(t *testing.T) {
 		{"APIKEYS_LOG_LEVEL", "loud"},
 		{"APIKEYS_CACHE_ENTRIES", "0"},
 		{"APIKEYS_CACHE_ENTRIES", "many"},
+		{"APIKEYS_DB_TIMEOUT", "0"},
+		{"APIKEYS_DB_TIMEOUT", "forever"},
+		{"APIKEYS_REQUEST_TIMEOUT", "1ms"},
+		{"APIKEYS_IDLE_TIMEOUT", "2h"},
+		{"APIKEYS_MAX_CONNS", "0"},
+		{"APIKEYS_BODY_BUDGET_MIB", "-1"},
+		{"APIKEYS_DB_TIMEOUT", "20s"}, // not shorter than the request timeout
 	}
 	for _, kv := range bad {
 		if _, err := loadConfig(env(kv...)); err == nil || !strings.Contains(err.Error(), kv[0][len("APIKEYS_"):len("APIKEYS_")+4]) && !strings.Contains(err.Error(), "argon2id") {
@@ -62,5 +71,30 @@ func TestRunRejectsUnknownCommands(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &out, &out); err != nil || !strings.Contains(out.String(), "usage") {
 		t.Errorf("--help: %v %q", err, out.String())
+	}
+}
+
+// TestDatabaseURLPasswordIsNeverPrinted: a malformed or unreachable database URL is reported
+// without its password.
+func TestDatabaseURLPasswordIsNeverPrinted(t *testing.T) {
+	for _, url := range []string{
+		"postgres://apikeys:s3cret-pw@127.0.0.1:notaport/db",
+		"postgres://apikeys:s3cret-pw@127.0.0.1:1/db?sslmode=bogus",
+		"postgres://apikeys:s3cret-pw@127.0.0.1:1/db?connect_timeout=1",
+		"postgres://apikeys:s3cret-pw@[::1/db",
+	} {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := run(ctx, nil, func(k string) string {
+			return map[string]string{"APIKEYS_DATABASE_URL": url, "APIKEYS_ADDR": "127.0.0.1:0", "APIKEYS_DB_TIMEOUT": "1s"}[k]
+		}, &out, &out)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: run started", url)
+			continue
+		}
+		if strings.Contains(err.Error()+out.String(), "s3cret-pw") {
+			t.Errorf("the password was printed: %v\n%s", err, out.String())
+		}
 	}
 }

@@ -50,7 +50,17 @@ type config struct {
 	flushInterval time.Duration
 	cacheEntries  int
 	logLevel      slog.Level
+
+	dbTimeout      time.Duration // each database call
+	requestTimeout time.Duration // each request's work; the write timeout is 5 s longer
+	idleTimeout    time.Duration // a keep-alive connection between requests
+	maxConns       int           // connections served at once
+	bodyBudget     int64         // request body bytes in flight
 }
+
+// spareConns is how many connections beyond maxConns are accepted to answer health probes
+// (and 503 to anything else).
+const spareConns = 64
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
@@ -118,6 +128,44 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.cacheEntries = n
 	}
+	durations := []struct {
+		name     string
+		dst      *time.Duration
+		def, max time.Duration
+	}{
+		{"APIKEYS_DB_TIMEOUT", &c.dbTimeout, 3 * time.Second, time.Minute},
+		{"APIKEYS_REQUEST_TIMEOUT", &c.requestTimeout, server.DefaultRequestTimeout, 10 * time.Minute},
+		{"APIKEYS_IDLE_TIMEOUT", &c.idleTimeout, 30 * time.Second, time.Hour},
+	}
+	for _, d := range durations {
+		*d.dst = d.def
+		if v := getenv(d.name); v != "" {
+			x, err := time.ParseDuration(v)
+			if err != nil || x < 100*time.Millisecond || x > d.max {
+				return c, fmt.Errorf("%s: want a duration from 100ms to %s such as %s, got %q", d.name, d.max, d.def, v)
+			}
+			*d.dst = x
+		}
+	}
+	if c.dbTimeout >= c.requestTimeout {
+		return c, fmt.Errorf("APIKEYS_DB_TIMEOUT (%s) must be shorter than APIKEYS_REQUEST_TIMEOUT (%s)", c.dbTimeout, c.requestTimeout)
+	}
+	c.maxConns = defaultMaxConns()
+	if v := getenv("APIKEYS_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1_000_000 {
+			return c, fmt.Errorf("APIKEYS_MAX_CONNS: want 1 to 1000000 connections, got %q", v)
+		}
+		c.maxConns = n
+	}
+	c.bodyBudget = server.DefaultBodyBudget
+	if v := getenv("APIKEYS_BODY_BUDGET_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65536 {
+			return c, fmt.Errorf("APIKEYS_BODY_BUDGET_MIB: want 1 to 65536 MiB, got %q", v)
+		}
+		c.bodyBudget = int64(n) << 20
+	}
 	if v := getenv("APIKEYS_LOG_LEVEL"); v != "" {
 		if err := c.logLevel.UnmarshalText([]byte(v)); err != nil {
 			return c, fmt.Errorf("APIKEYS_LOG_LEVEL: %w", err)
@@ -154,7 +202,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	tuneGC(getenv)
-	st, err := store.Open(ctx, cfg.databaseURL)
+	st, err := store.OpenWith(ctx, cfg.databaseURL, store.Options{Timeout: cfg.dbTimeout})
 	if err != nil {
 		return err
 	}
@@ -164,7 +212,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Hasher: keys.NewHasher(cfg.hash, 0, 0), Logger: log, UsageFlushInterval: cfg.flushInterval,
 		Feed: st, CacheEntries: cfg.cacheEntries,
 	})
-	srv, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI, Logger: log})
+	srv, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI, Logger: log,
+		RequestTimeout: cfg.requestTimeout, BodyBudget: cfg.bodyBudget})
 	if err != nil {
 		svc.Close(context.Background())
 		return err
@@ -174,12 +223,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		svc.Close(context.Background())
 		return err
 	}
+	ln = server.LimitConnections(ln, cfg.maxConns, spareConns)
+	// A request's work ends at its deadline (requestTimeout), and nothing is committed
+	// after it; the write timeout leaves 5 s beyond it to send the answer to what was.
 	hs := &http.Server{
 		Handler:           srv,
+		ConnContext:       server.ConnContext,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadTimeout:       cfg.requestTimeout,
+		WriteTimeout:      cfg.requestTimeout + 5*time.Second,
+		IdleTimeout:       cfg.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -221,6 +274,16 @@ func tuneGC(getenv func(string) string) {
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
+}
+
+// defaultMaxConns leaves, of the process's file descriptors, room for the spare
+// connections, the database pool, the log and the files of SQLite: at most 1024.
+func defaultMaxConns() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<20 {
+		return 1024
+	}
+	return max(16, min(1024, int(lim.Cur)-spareConns-128))
 }
 
 // healthcheck asks the local service's /readyz, for images that have no curl.
