@@ -124,7 +124,7 @@ func TestBodySizesAreBoundedBeforeDecoding(t *testing.T) {
 	batch := func(items ...string) string { return `{"keys":[` + strings.Join(items, ",") + `]}` }
 	bigMeta := `{"a":"` + strings.Repeat("x", 4100) + `"}`
 	spacious := `{"a":` + strings.Repeat(" ", 20000) + `"` + strings.Repeat("x", 3000) + `"}` // 3,008 bytes compacted
-	many := `{"a":[` + strings.Repeat("1,", 1999) + `1]}`                                                         // 2,000 values, 4,007 bytes
+	many := `{"a":[` + strings.Repeat("1,", 1999) + `1]}`                                     // 2,000 values, 4,007 bytes
 	ones := `[` + strings.Repeat("1,", 6000) + `1]`
 	nineteen := make([]string, 19)
 	for i := range nineteen {
