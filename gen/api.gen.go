@@ -2979,16 +2979,30 @@ func (r HealthzResponse) ContentType() string {
 	return ""
 }
 
+// GetOpenApiSpecResponse503Headers the declared response headers of an HTTP 503 response for GetOpenApiSpec
+type GetOpenApiSpecResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetOpenApiSpecResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
 	YAML200 *map[string]interface{}
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetOpenApiSpecResponse503Headers
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
 func (r GetOpenApiSpecResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetOpenApiSpecResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4337,6 +4351,26 @@ func ParseGetOpenApiSpecResponse(rsp *http.Response) (*GetOpenApiSpecResponse, e
 		}
 		response.YAML200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetOpenApiSpecResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6064,6 +6098,25 @@ func (response GetOpenApiSpec200ApplicationyamlResponse) VisitGetOpenApiSpecResp
 	return err
 }
 
+type GetOpenApiSpec503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetOpenApiSpec503ApplicationProblemPlusJSONResponse) VisitGetOpenApiSpecResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReadyzRequestObject struct {
 }
 
@@ -6717,112 +6770,115 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3LbxtJ+ti/Uuj8AEuZJt3UyxaFPciytKOMLRt6zCRras1i90eyRs2qnqpqSRxDgOewpxzmkFsQ7M4h",
-	"CJAcsjkkwAIBsn9B7rmO9w+YfyH4vqpudlOtl5+zA19EsrseX1V970fpVRCrSaYkSGuC7qtAg8mUNEA/",
-	"HvFkH77LwVj8FStpQdJXnmWpiLkVSt7PtBqkMPniW6MkvjPxGCYcv/2LhmHQDf7V/dkU991bc/+56xVc",
-	"XFyEQQIm1iLD4YJucDgGpt20TBg24elQ6QkkTGk25CI17JSnIqHZN5hUdizkiJ1xw+IxlyNI2sFFGGwp",
-	"OUxF/Mkgj/38hp0JO2aWXhmV6xjuGWYst8AWLD8ByUQSMg2n6gQSdgLTEP8wnmrgyZRphU2TRVrUjtID",
-	"kSQgP/aqYp6moPE4TqQ6k2yQWzbhU9x9lihmx8IQgLvSgpY8/ZjwbUqWSzjPILaQEIbkGjZoxxOwXKRM",
-	"wikCL+M0T8Aw4YF0IO8pu6NymXxMkPcUM3k8LjEiRNzGvTwVRgxSYFYR/G7bCcxDpZ5wPYJPhc8DlUzx",
-	"/FMEQjM75pJANKBxc3kcQ2bdjh5Jntux0uJ7+Ki7+lQYI+QonLGMkOWSEHZGYEozOM+EhoQNgGtcijoB",
-	"2Q7CYAw8AU2c75tvvmlt5nYM0iK4UIfPTjMIuoGxWsgRQuIWfcpFygfpRz+ihFs+4AZYosAQGnFpzkAT",
-	"ViHqTxnXIyWXRMJMqixynymuPzdTNlSazvFsrFJgZ1zYnlwoDlbEgGeuTkGniieQLG4wDRYHHFpwHWU+",
-	"GYBmasgMxEomSF9sHxu1NrFRuyfre1t517itSJ4j0OW+mjzLlLaQPIVE8ENq9HE3uMB93FoD0jJuWL86",
-	"K87WZws4MkfMQpavcss0jLhOkJpjbmARd+bocKf1sB3gRH52BG4zE1/BlBaTJALH5OlzrTLQVqAsHvLU",
-	"QAPj23y+i9Kizfp5lqCc2LR9xmXC+iZWGZg+4xoYT8/41LBMA0EvJDFsT7r3DCuFPlJBVpn2VRBrcMPe",
-	"tIWHYgLG8kmGHMD3ejQ9yAffQmx3k5u6zxrOn8D1/R5Xml6EAchToZWcgLzFnNu1xtibGIO542LH3Iw3",
-	"05HCTiDzSdB9ERT0FhyH89wiDMSNkDl0cEAhOcgEkiMDN3XbrTS9CIOUGxRtRGUZtyj0gm7wxxebrT/w",
-	"1vdRa/341crFvwQNEGLPI3PnYy+67WbYbcLPn4Ac2XHQXVltmGQCliPrummKp0W7izCQfHLjLuxhmwtE",
-	"ZBiKc2x9maKHQqOONuaaxxa0QfblmF6swTJigCQXmBuFaGqFTZSGxZB4poZYjaRAgcM40SDSTtMuvzx+",
-	"tRourzXvtIYs5TGSyu6dsMKLszsekO/1tnTpu+8D99y1csSrUdS0PKe97mg1udv6HPu6ETrXCttbbnNz",
-	"uxkOXFvs9VbbYEHy2/CXw6LdRRiU7PkO50U7/l2OugryFJEEVYg9MZR4XqH3Ck9q5MVhha2XWzfjVIra",
-	"IdTliVwioj7PTl722VClqTpDXWLKODs62n2M0iXmUkkR85ThS91C4YdEM2mzbVJH0MApRRAqGQ4e05Nj",
-	"bvxApw/YggFg/T04K+DoL24wLqduolPQRiiJgtlpnyh4x4DyTjI4F8YibZ7AtCdRdnPSBw0q1tziY+Nn",
-	"RUVwqDS4FzpPgRQkpoHHY9TnnAYD53ySoXIX4NKjznrEO4OlVrycrLQewOqw9ZCvD1pR3EmWYHm4wlcH",
-	"dYaAvV5ErXXeGh6/enjRKr+v3OJ7Z6mZfdQQ+vIheU23j3uUgBankHRJiym0YVIVSrHXZ708ipbj3zGp",
-	"zpCfleIstuIUcc33CwpZ2SzgHnEbj7docx2ApuJGuFbBqSsfeEj4KSxMbqTt6nzFdChl+Pmu695BDjUR",
-	"svhZAs615tNL5EaTNxFF00R3W9c/l35zs7pSodB301g+tEpwV6lyd04/h0QE3NVIlLyd3u8cRKi321xL",
-	"x31txVYnRlYwN2FDeqlkOi01fd+Eay3AsL5Te76Caf+zBfDZAvi4yvlb6MwfTaksyKLZiHAuE9eozQ4s",
-	"6hDCouzcwM+YSxS1A2BmrM4k4yMu5HVWwlIUdpYeNq/5s35b029nJ/PedN3HdZZTP+4dDcAsnNsNZvkg",
-	"ZKmQwIbgNSjio3wEniF7nwspxm22D8PcYENyjPWRAPrdnlR2DJptRTTAVofFSlqt0opNGrLH209CdvTF",
-	"UrT00H+u+8/NN6//A33Zdg/W1vyDtXWnrVYss06Eik8V6f7Y651HUQv/PsQ/j/DPFv7ZxoednV7v/MEO",
-	"fl3f6eU4Pf1df/P6v7XevP7vb374L603P/zX43/diKnb8wx4pjhXePPLTKtkDs6lh6Sflb+voJTjCtG0",
-	"u60rwNgRkCbbWit9Z+XMcpE2uHnDYIhjXkaOTfZvDp7tsUxRYIEJ6b335DZc6N9HTfJ+dB/Rub9ITlnO",
-	"Mq75BCy53/BFu2kNQlYlCg4XhMF3Oeip4yLj0rHaIGXmqQuxwi0gLNbYRAZfAk9x9++0ZzPuVACrTm4G",
-	"6Rpi3K2LvBkKxaIVz+HN2sp7RJunFbnXvAFW5w0a2RAZBKGBWwRTQ8Ytmyhj2WrErMpaKZxCymYb53xK",
-	"0foaG0wtGLRdJRrEgqfCQNLuyV0KgJ5ARh5n8t06H3NsIVl0cUKlE9A0lHPEmyLOlZSMoAr9ajS/22Fw",
-	"3hqpln/4rVGyvc/PnoIxfESies+L9fqSn0lwXFANiTG6MCe3LAVuLFMSymBWydJKZti9zPh68hLnQxqi",
-	"KbAlEsxI82zMDOB3q7RhC3XmuEgt7Rh6ciASoSF2x8dgMoAkEXJkQgpmaJH4/RdGpRx3f+EmvrrY7slv",
-	"xsICMxmPgS0cSRGrBO4ZRo9fHuDjxdAHHoc8T21LjKTSnDZBJeBYROlsfMSNiHvyaZ5akQo5ynnKnqdc",
-	"4thfRNHmY4QhWl7Zoc+1zhZ+djqrO+5zLaLPB49W/Odq2JNHX3QeRo8I6M7DaMetwj9YiooHa1GxLHqw",
-	"3FmjMXa2I/diZ9u13NnecZ87mxENvrOz41vs7Dx02330xdLDKGKJIsdCrHIXH/GH32aoKXmCRGw+08Ja",
-	"kIQuPZkKC5pXpV7poRGWTYBL4/yyfEJB0e2tp5utpbUld9CKOSkKciQkmEuSb8lb/FewhpkYvLXEq/RZ",
-	"iso+m/h18/H//fH//aef//SXn//008//8fXPf/6fP//5f/38079v/fzTj29ev269ef2jG7n15vVf3/zw",
-	"l9abH/765qfX/3j9+h9/+s+//O1165e//fjL//77L//np1/+/j9av/z9b8dvA2AjU6va55ell2QiYZzF",
-	"qUAGE4+VMmDIx82ZhDPkMl3W6O+rePecx64nF/Z3ttj66tpSt/TPSTFAAngQslOuBZeWdaLz88U222RF",
-	"/gMixkq0/uEdbQ/KH8sXrRcP1/nguPbkJn9bESi8tIu07JXVB8wHIH3qQUNE7Rr9AlBdub3Hq6LiXMw7",
-	"s1B5MJbLGBpnmgnsCT8XE5TZq+vrRCzu10rFnV8GZMPACps2j2h9XLZyegOV2+4g5fIkuEkVoLfF8Neq",
-	"6bPgQ/0AnogTYP2KEt8PbyOS2EJVL19s1xnI6m0ZyLvp0Z+Kq3wA7X+fHMTv4hzV5QFfh/seDS4umlCE",
-	"/APvAsPbuYFGmsfwHLRQyYFLhbiMpl+qM5YqOXIuuZQSvtgJQGbYmdInQo7YQqE3Lkcs4VOz2GYRGQ0D",
-	"0gCdC96gfOSI1DF4pHWEu7S6vhR5tHVPGgn59r6aph0mF0nN25WJl2jmdDVwVM/L3yjuofrgFLQYThu9",
-	"Ygele+ZW7M8BUXPxL8+xwTDIpfguB/8aVXecxzkH7ogTb+cHfTd3pPjwjpuSb/uT9BG5WxiUSUH/VRdL",
-	"E8uuuYDnIlTe39MYSjx9QFqIb2IaI4YbXgU0U4NnfK9ozURiKEORZxlwjRop9VCaRPJMShUA3ELPiOt6",
-	"RtGzYle2jl91wrUrXKqHldOZze/O7CWPydf1wdwhM6RsVF2Wl5fXnape5PNRBplxGUtbG+yUp7ljOsJb",
-	"opPcWDbkaYptpsC1YVEUdVArX19fXyfOhMbdKWgLpKwfHW7h3g+VnnAbdIOEW2hZQQu/BPARORTvxsQn",
-	"Qlafdm6Iu83pwaauPmwwmacp0zBRp7TydpNbDdu4nD/nF/hobraaiGrc0nnQGtxLNSfLtS6V69Z5R1Sc",
-	"vJWLZd8lyphKsqLjMFed07zX44rtuK0X5MOFGZsE7NckJd9FhXHm3G7WHLrgSaLBlJ4Ib/uR3e2zBIEc",
-	"KaSeLOw+P11BDWT3+ena4kYlM/meYRTZ8KORB8upKXPE0pgA9m6y8eSqsIzP4eKmupRZPjWqWF6IzAG5",
-	"tLo2j/YN+VpOAh587EgyLvf4SkzZUklNin+9+WT3cRAGTzef7Dzbf7qN3/eeHb7ceXa0h9/3t79+9hU9",
-	"3f63z3f36dvh9t7m3uHLp7sHTzcPt77Ed3tf7+4/23u6XX+8u3dwtLOzu7WLzw+2nj3fPmjU5xxo+2Dy",
-	"9M7Y69dz3VZVVv6J4r4ncMesvbeJqt45aPnRYn5UhlNxBgyUSoHLS6jr2oXuUC/jsAu05lrY6QHO4hbr",
-	"kvM3cxeLaOJgEyF9juZCf/P57lfb/+7g5ebjp7t7Lw+ffbW9118ko6nMkWbCmLzIlZgpksgDaHG0App0",
-	"JrTG1mYuKVzIoboMyC4OaUKWCmNN6Gt1TFjaaFwmjAweAaaAw7nWJjweCwmGLWztskxkkOKvsCcHPD7J",
-	"M/atGpiQZVxb6UJKMNKUa47m4CMen4BMiiUY4mus//zZwSG7zzPRooiTs7T6PamkrwKY5YfA1Cl67Z7s",
-	"SZeTh+RHMzA4jyGjVmxM0SAWjyE+Md67LgxLVJxPnDFKx2x6sr/paz5ojC575IorXEIZHRN9hX6XBq4c",
-	"X3jtOfVkofGfjZWBWWK7D3M49zA+cyl+LrsdZsu5h8CdtwqEbFHbfpu5LJqByp0nmTNHAmyhwkkWmQF/",
-	"jBMu+QgMpdH0JJ0jCU9uGzsWdgk1dMo0W4lWKAo8dAeQiIRc5pSqSAfhQPJ5AyNximt2nvCysmPMT4Et",
-	"rETLi91KjoEzhkLmovC4nw4VGSdQcX1jlSZun0iLT3l8YkImlcaXKc6VKllW9ghrIB2yBV5UfjlXmnS1",
-	"M9Oe9BMbFLQs5RZ8Wc3UjSmVBPeNJ+W0tMsu9ZNbpnKL0yI0i9S0J90yZkTCfZTcbXCb7ZYLdgstCK26",
-	"4NkEuGJEn6Y1u0pBXCYpMA70AicErd+NiPRAfh2WkWMHbcqeNFaQysmTGYlPQ/ruIXIbGFKhnDdVa2gk",
-	"1QxB2IJRTNhyUynx1IHglF7EqJC5gFY6ZVSxo1U+GvvlCssm/AQM+dTJ44JWGhEtJD1JiSeO7Ivj5IUp",
-	"RyobqdTUbYzmsjRdP7BP9wyZ5FqTcV7udNKTZ2ORgofTMRadSxfhcdhKhZkLK1EHuyHOOnZDXm5Kkuhf",
-	"VbrTZwuFR50WVctsmy8C7Univ4y2TQ2HIBOcmILd5Nt1fvW+Cy+kIgbpLB6n0wdPdw8rvu2g4NNBGPgQ",
-	"RtANOu2oHWErlYHkmQi6wXI7ai/7QDyJrJL14o8R2MvyYg/OcBVUfeDM7aK0iLMBbghFkMl3teGOZqK0",
-	"J4gJt/E4dNHN/hMhT/rMxf7LND48xqP9J4VSL+HcsoyPgC30NaS/6wX4pBf08Rj6zsVOmcGAxj3lCnKH",
-	"JBNFzN2PU+w9oi8faWSIxA36v9+uiptXIrnwW1zyXtQngifCWJ8GTLvlEx9M0H3xilIcypQGfx6lLhLe",
-	"snyrqjQ3D1nXDm877pyaiINfDoKrIXPp0eGMXHxyNOoWTdD48MZtwahndV21xGrm1O3GrSiAVw3amFD1",
-	"3kavOiBuO2wtw/GqgVMxEbY2pA/IO1dA6Szv1BzlncuO8oYjz/h3OWywWGXEeIdaTYhM6jTpaSfTcCpU",
-	"bogOr0KHONdG6Rq4tw9iV52PXzT4Wy6Ow3pR/1IUXVM/WdRNlg7KFzXPd7AULa20ok6rs3rYibrLUTeK",
-	"/tCceDdzrX7LJQTz/pwjA4kT8rlVE+I+CWSpmk7oKoJLBl1T8ljFakPAVhsAm6XmzjJynV/9LtHlmqes",
-	"zEGaZdcGOEZQr5srt2opOuysdKMComqRXNBZX2p31h62O+3ODB+2dtlzbxHM0h+7wXfmJSpML8/Pz89n",
-	"MdLurDjDNOy9j7u8jCKcYGbl1fzOiCMz3LtV8MUnrl8usJirqbhcpI1izBfmoDJWlYj1OmGkp4aIgbMo",
-	"cp06e2KD1WSb90F5xZGkH+nXpl2jr6YK7hVHGE2rLgnofuVKDOrSublLrRyeOi3f3Gl208NFGKzeBrLy",
-	"6gXqsHwruMqKdTLC88mE66mX2DNzlYS9ynwq1VCkJLzDwPKR8bG/VlEsM29nEZlVQ4MXYZAp06AabZVK",
-	"cmkIcpmEhTnnEoA0l4ZTUlfIeBnqQV47zdA0dJYiaiGHZOL7BjGXbAAsL1hOBnoiDCWnVCxbrVJg3Bgx",
-	"IiZjaBSYlUwIM6ujILW8VjFaqaFYdEoVaJf43aQTVWuIAuctAWMfqWR6F9786tPw1GZu2Mi8rmI4t5X2",
-	"jUVddf+SD+rOybjO3fbxs4i7rYi7m4yaFVDUXnWWlldW1x48XI/4IE5gOBqLb0/SiVTZd9rY/PTsfPr9",
-	"rUXcLSO37wcVi4qtK26KQLZ1xsvK0na1tIoip1QJ4otUE38xjS8M+VWLoJVo/eYe5Z1L2KFziynKS22o",
-	"w+ptFtJwG8gnkJAOGXyCpJdXbyESXXYMDj2zoweoIFFhlJeTdclxubb2zvLjdvh+dRHve2PAd9Q55yjw",
-	"TrW9l6h1VoheoVdSNwp/B2XWt9k2j8efyfg3TcZ5xqxinSiaKb0+tS5kPE395VxotbwnGvdJcBUin68n",
-	"OYM0bfl770oHnLvGp0jNWYoi74gjV6i/9ydWCfQ3itj9PdOTPhOZHK5FbYjTYslWKnqjeqtzcC5kRUFy",
-	"F0d30/Vkvwwg90MKTBDWkw5Mrnfv8vAOaQ0GJoMUDA7ovc6Xgi09WY+2VBMQzJz7/56pRVjumcUSwtQo",
-	"NgJbh7FbXvQwi56QKUgqmbBt1p+LeNMO9mS/KezdL4I45OopdAm/5zU9rj/nN2335JaichMNhU++vIKJ",
-	"eEyXlWH6kJULCNkceGFPNkEWMh/MD5mP5YesIUJPrvd9OFWOB4ez8AZVMFI8hEJaPl5S3JM2pSR9BsMh",
-	"mVqydC33pItsuvFYJchIjL5LMaASWfuUkdD3ZQWV2ILzcFPQSUnoSXeJGOMj1Wb7kLka9ipCutAQjk02",
-	"oi7mgIRVTr+4gqsnacuFy7iduKw0Cr/BeUz1m2wIZ2hM0rxNtlo1F+cDydqmdJ9bSdnoPYPgkzWu0G5P",
-	"QScitr92GffbFlmIzoxXcpscWbyFZPJSqC6aXonkohK/qpPC78FW6OADYeLNFtaCv9DTGr/4xV+92rVy",
-	"c4/yItJPgFW/B1cf8/amTOnda4jv+VLlIuqTBPOM7W6RMAopHVMYJG7IDqKyqNlthyghDNgN1pd5mvZZ",
-	"nFKuMsqbmU8T0sSFmctbeH2mQU8OoLhXmC2sROuLPoHAX3/qZaQa1jIPuGEDAFmEypukSjW/+QNJlaYU",
-	"6o8sVa6nZX9phLs977dFwJ8NrTmpRfk23NkklKkVsgpChKxIjQzLPKLCI8lyQxk+PhHy/VhgKObuO3J3",
-	"l9B8PK7VaPEd8hMwDVo2qyrZqBGfqhN35WSNV3n1vci5oVSNmZnYvsR9qmV6H4j7NFUCXnj280m4TWXD",
-	"fnPc5jfNPBwmOebxXsmfpPOvgvxdIvGs4L7wXUBmqpWi98qYZui9IiGrOB9Cx1h78grO6jjoHGdFXuG1",
-	"mIVcpmBM7UZIYXpyJE5BLrbZN/5a6/7lStd+raBVmNkNk86RtuFcVcKGPVlt6Weq3CdOY7fZM5lOUUlz",
-	"oZ+6buWu1QLZk17BKv9bgo/0Fo9RYXN5lmfCwGKTHlYtFv5QnLChHrmRE3be25S3ClZ5XAuLo6ldBPjP",
-	"7OP+rKu9G7t12Q3OoHGJ34QraCAW/y6A8jE8L3o3nuxKDL6/0ufwpX//AfUGf+fVFWSSaRUjVxSG5Vm7",
-	"Vq8SdF8c1xNnTkGCqSqp5WJMcEzr9QnE7SmfpNc5Wp5lIDczcZBBfLe1FwNXkx/nLnyhsZ/vsuV2VNZy",
-	"VG4gKytzGvej6DzreN2WHFbrRULGTfW/hpyhoZyL1KdRCnvdxhGHvxpP9t3rT4ImNDezyhfVvD0RXrGJ",
-	"OL5AxHI305f/8MPr+IvXbVtRPn+jZ++gpOYPtoPFFFdglgf1szPv3Z15dradbABjgQbhnP5cIMavwrNX",
-	"zRY/niOFejHgi2NUo/0iyhqOUvBchK/mMuJrzyrkcXF88f8DAAD//w==",
+	"7H3LbiNJdvarBPIfoKS/k6ykblWiMAuVSprW3yVV/bp0j6eoEYOZh2S0khHZGZGU2AUB1YtZedEL7wxj",
+	"pheGAXvh8cIGBjDgeQLvva2aB+hXMM6JyGQmlZKouvY0aiNRyYz7uXznFnrhhWqUKAnSaK/9wktBJ0pq",
+	"oD8e8egAvslAG/wrVNKApI88SWIRciOUvJ+kqhfD6LOvtZL4nQ6HMOL46Rcp9L2293/uT4e4b7/V95/Z",
+	"Vt7l5aXvRaDDVCTYndf2jobAUjssE5qNeNxX6QgiplLW5yLWbMxjEdHoG0wqMxRywM65ZuGQywFETe/S",
+	"97aU7Mci/GgzD934mp0LM2SGvtIqS0O4p5k23ABbMPwMJBORz1IYqzOI2BlMfPzBeJwCjyYsVfhqtEiL",
+	"2lFpT0QRyA+9qpDHMaR4HGdSnUvWywwb8QnuPosUM0OhaYK70kAqefwh57cpWSbhIoHQQEQUkqWwQTse",
+	"geEiZhLGOHkZxlkEmgk3STvlfWV2VCajDznlfcV0Fg4LivCRtnEvx0KLXgzMKJq/3Xaa5pFST3g6gI9F",
+	"zz0VTfD8Y5xEysyQS5qihhQ3l4chJMbu6LHkmRmqVHwLH3RX94TWQg78qcjwWSaJYKcMplIGF4lIIWI9",
+	"4CkuRZ2BbHq+NwQeQUqS76uvvmpsZmYI0uB0oTo/M0nAa3vapEIOcCZ20WMuYt6LP/gR4RGIEKlFIg3R",
+	"iTiBY89OqvMNloJJJ4z3DZ0eMJmNepAy1WcaQiUj5IuOPMC3Gpv4VpNh5xE3vMc1sEiBJhrlUp9DSmJN",
+	"SCaMZj3kH7aw+Wz3i+2/OTx9/Oj0aHdv++nx0SKxYUe6idzTLAIexULC9O2D7f9/vH14VDRhCdcaj05I",
+	"dj4U4ZCFOHwu54VhXJ9B1JF9lZLU10alEG0wZPIJ4+lAySURMR3jXhg+wZPO9GSjIFfcK6HtRzlgHHWM",
+	"nHRkqKSEEDdW40NhRVwx0b3NX59uPd3fP2wzJeMJdTcEHpshw2MFzXgKbneIuiZKRh1phjBaRLJDeV4a",
+	"r8xZAkojNjuySoylM6mlQ5RnA0gLQtRZkqjUQLQHkeBH9NKHpchcWFhylHhkrFseFUfrsgXsmeNmITGp",
+	"zLAUBjyNUPzhoS8iDRwf7TQeNj0cyI2Ok9tMxBcwocVEkcA+efwsVQmkRiB46fNYQ42m2Hy2i+q1ybpZ",
+	"EqFi3TRdxmXEujpUCeiuPcT4nE80S1Kg2QtJGs7JunuaFSgJxUZSGvaFF6Zgu71tC4/ECLThowRFpmv1",
+	"aHKY9b6G0OxGtzWfvjh7Aje3e1x69dL3QI5FquQI5BxjbldextYkSfUdFzvkergZDxQ2ApmNvPZzL2db",
+	"78SfFa++J26dmSUHOylkBxlBdKzhtma7pVcvfS/mGrEAcVnCDaIEr+399vlm4ze88W3QWD95sXL5C69m",
+	"htjyWN/52PNmuwk2G/GLJyAHZui1V1ZrBhmB4SiObxtiL3/v0vckH926C/v4ziUSMvTFBb59laP7IkVQ",
+	"O+QpDw2kGvWGladhCoYt4GdSpMz2Qjy1wkYqhUWf9Un8hWoghSYRSDyIvFO3y6cnL1b95bX6nU4hiXmI",
+	"rLJ7J6pw+v+OB+RavSlfuuYHwJ10LR3xahDULc/C/Z1Uje62Piu+bp2dfQvfN9xker4RDu272OqNtsGA",
+	"5PPIl6P8vUvfK8TzHc6LdvybDMEdyhQReeUZO2Yo6LzE7yWZVCuL/ZJYL7ZuKqkUvYezLk7kChN1eXJ2",
+	"2mV9FcfqHOHBhHF2fLz7GLVLyKWSIuQxwy/TBiEehLBNtk2oBi3CQgUR1qP56I4ccu06Gj9gCxqAdffh",
+	"PJ9Hd3GDIdaggcaQaqEkKmYL11HxDoFAC4MLoQ3y5hlMOhJ1NycArdES4QYfazcqYpu+SsF+kWYxEM5C",
+	"gBMOEQBbBAMXfJQgGvZw6UFrPeCt3lIjXI5WGg9gtd94yNd7jSBsRUuw3F/hq72qQMBWz4PGOm/0T148",
+	"vGwUn1fm+NxaqhcfFYK+ekjONOjiHkWQijFEbUIxuflAUKFQe13WyYJgOfwlQmyUZ4U6C40YI625dl6u",
+	"K+sV3CNuwuEWba6doC75XW4EOFXwgYeEv4WB0a28XR4vHw61DL/Ytc1bKKFGQuZ/FhPnaconV9iNBq9j",
+	"irqB7rauvy58cztcKXHo2yGW9w0J7qpV7i7pZ4iIJnc9EUVvhvutRw1xu8lSaaVv2UAmQZYLN2F8+pKM",
+	"vBzpu1d4mqKt1rWw5wuYdD9ZAJ8sgA8Lzt8AM38wUJmzRb0RcT5UcW4yNNmhQQwhnHtKmNx/1QOmh+pc",
+	"Mj7gQt5kJSwFfmvpYf2aP+HbCr6dnsw7w7qPqyKnetw7KQAzcGE2mOE9n5HPrw8OQZEc5QNwAtn5XAgY",
+	"N9kB9DONL2qExl1kgG67I5UZQsq2Aupgq8VCJU2q4pJN6rPH2098dvzZUrD00P1ed783X7/8O/qwbR+s",
+	"rbkHa+sWrZYss1aAwKdMdL/tdC6CoIE/H+KPR/hjC39s48PWTqdz8WAHP67vdDIcnn6uv375L43XL//1",
+	"9Xf/1Hj93T+f/N9aSt2eFcBT4FySzadJqqKZeS49JHxW/H0Np5yUmKbZblwzjR0BcbSdpiq9MzgzXMQ1",
+	"fnHf62OfV4ljk/2/w6f7LFEUiWFCunAHuQ0XuvcRSd4P7iM5dxcpNsJZwlM+AkPuN/yiWbcGIcsaBbvz",
+	"fO+bDNKJlSLDwrFao2VmuQupwi7Az9dYxwafkwv4jns2lU75ZNXZ7VO6gRl3qypvSkKhaIQzdLO28g7J",
+	"Zq+k9+o3wKRZDSLro4AgMrCLYKrPuGEjpQ1bDZhRSSOGMcRsunHWpxSsr7HexIBG21WiQSx4LDREzY7c",
+	"pYjxGSTkcSbfrfUxhwaiRRtYVWkEKXVlIyA6DwxGhSAoz341mN1t37toDFTDPfxaK9k84Od7oDUfkKre",
+	"d2q9uuSnEqwUVH0SjDYuzA2LgWvDlIQi+leItEIYtq8Kvo68IvmQh2gIfBMZZpDyZMg04GejUs0WqsJx",
+	"kd6kEE1PRCK10Q8eMxj1IIqEHGifqTGkqYjc/gutYo67v3CbXF1sduRXQ2GA6YSHwBaOpQhVBPc0o8en",
+	"h/h40XeR2j7PYtMQA6lSTpugIrAionA2PuJahB25l8VGxEIOMh6zZzGX2PdnQbD5GOcQLK/s0O+11hb+",
+	"brVWd+zvtYB+P3i04n6v+h15/FnrYfCIJt16GOzYVbgHS0H+YC3Il0UPlltr1MfOdmC/2Nm2b+5s79jf",
+	"O5sBdb6zs+Pe2Nl5aLf7+LOlh0HAIkWOhVBlNj7iDt9G3RxDIjWfp8IYkEQuHRkLAykva73CQyMMGwGX",
+	"2vpl+YiiyNtbe5uNpbUle9CKWS0KciAk6Cuab8lZ/NeIhqkanFvjldosBUWbTfy4+fi/v/+ff3j1uz+8",
+	"+t0Pr/7+5avf//ur3//Hqx/+tvHqh+9fv3zZeP3ye9tz4/XLP77+7g+N19/98fUPL//y8uVffvePP/7p",
+	"ZePHP33/43/++cf/+uHHP/9b48c//+nkTSZYK9TK9vlV7SWZiBhnYSxQwIRDpTRo8nFzJuEcpUyb1fr7",
+	"St4967HryIWDnS22vrq21C78c1L0kAEe+GzMU8GlYa3g4mKxyTZZnjCChLESrL9/R9uD4o/ly8bzh+u8",
+	"d1J5cpu/LQ8UXtlFWvbK6gPmApAuV6MmonYDvgCEK/N7vEoQ53LWmYXgQRsuQ6gdaaqwR/xCjFBnr66v",
+	"E7PYv1ZK7vwiIOt7Rpi4vkfj4rKl0+upzLR7MZdn3m1QgL7Nu78Rpk+DD9UDeCLOgHVLIL7rz6OS2EIZ",
+	"ly82qwJkdV4B8nY4+mNJlfeA/g/IQfw2ztG0OOCbaN+RweVlHYmQf+Bt5vBmbqBBykN4BqlQ0aHNQblK",
+	"pp+rcxYrObAuuZgy5NgZQKLZuUrPhBywhRw3Lgcs4hO92GQBGQ09QoDWBU/ZFRyJOgRHtJZxl1bXlwJH",
+	"tvZJLSPP76up22FykVS8XYk4RTOnnQJHeF78jeoeyg/GkIr+pNYrdli4Z+YSf3YSFRf/8owY9L1Mim8y",
+	"cF8jdMdxrHPgjjTxZn7Qt3NHivfvuCnktjtJF5Gbw6CMcv4vu1jqRHbFBTwToXL+ntpQ4vgBoRD3iq6N",
+	"GG44CKgnGs/4Xv42E5GmfCeeJMBTRKTUQqWkkqdaKp/AHDgjrOKMvGXJrmycvGj5a9e4VI9KpzMd357Z",
+	"KQ/J1/Xe3CFToqyFLsvLy+sWqucJkJT3pW3G0tYGG/M4s0JHOEt0lGnD+jyO8Z0J8FSzIAhaiMrX19fX",
+	"STKhcTeG1ACB9eOjLdz7vkpH3HhtL+IGGkbQwq9M+JgcincT4iMhy09bt8TdZnCwrsKHDSazOGYpjNSY",
+	"Vt6sc6vhOzZJ0voFPpibraKiard0dmo17qWKk+VGl8pN67wjKY7eyMVyYBNlrDloPe9Wwlx3TrNej2u2",
+	"Y14vyPsLM9Yp2C9JS74NhLHm3G5SH7rgUZSCLjwRzvYju9tlCQI5UgieLOw+G68gAtl9Nl6zObAulfue",
+	"ZhTZcL2RB8vClBlmqU0AezvdeHZdWMblcHFdXso0AR0hllMiM5NcWl2bJfuafC2rAQ8/dCQZl3tyLaVs",
+	"qaiixb/cfLL72PO9vc0nO08P9rbx8/7To9Odp8f7+Plg+8unX9DT7V8/2z2gT0fb+5v7R6d7u4d7m0db",
+	"n+N3+1/uHjzd39uuPt7dPzze2dnd2sXnh1tPn20f1uI5O7UD0Fl8Z+p167lpq0or/0hx3zO4Y9bem0RV",
+	"7xy0/GAxP6pbKjkDekrFwOUV0rXv+fZQr9KwDbRmqTCTQxzFLtZWM2xmNhZRJ8FGQroczYVuntS++Xhv",
+	"d//06OkX2/tdylLnRY40E1pnea7EFEiiDKDF0Qpo0KnSGhqT2KRwIfvq6kR2sUvts1hoo31X3KT9wkbj",
+	"MmJk8AjQ+Tysa23Ew6GQoNnC1i5LRAIx/uV3ZI+HZ1nCvlY97bOEp0bakBIMUso1R3PwEQ/PQEb5EjTJ",
+	"NdZ99vTwiN3niWhQxMlaWt2OVNIVE0zzQ2BigV6zIzvS5uQh+9EIDC5CSEy5ICAcQnimnXddaBapMBtZ",
+	"Y5SOWXdkd9MVyVAfbfbIVqPYhDI6JvoI3TZ1XDo+/8Zz6sgc8Z8PlYZpYrsLc1j3MD6zKX42ux2my7mH",
+	"k7to5ATZoHe7TWazaGyth1GMM8sCbKEkSRaZBneMIy75ADSl0XQknSMpT25qG+Z2Cb3oSkxWghWKAvft",
+	"AUQiIpc5pSrSQdgpubyBgRjjmq0nvKhWGfIxsIWVYHmxXcoxsMaQz2wUnqoziBQZp6ni+oYqjuw+EYqP",
+	"eXimfSZVil/GOFasZFEKJYyGuM8WeF4qZ11p0hYbTTqyKM4xjLOYG3B1SBPbp1QS7CceFcPSLtvUT26Y",
+	"ygwOi7NZpFc70i5jyiTcRcntBjfZbrFgu9Cc0coLng6AK0byqVuzLa2kah8EMHbqOU24MiDqEfmB/Dos",
+	"IccO2pQdqY0gyMmjKYtPfPrsZmQ30KfKQmeqVshIqimBsAWtmDDFplLiqZ2CBb1IUT6zAa14gqs1w1Rl",
+	"g6FbLhXanIEmnzp5XNBKI6aFqCMp8cSyfX6cPDflCLIRpKZmQzSXpW67jl26p88kT1MyzoudjjryfChi",
+	"cPO0giXNpI3wWGqlCqeFlaCFzZBmrbghLzclSXSvK93psoXco06LqmS2zVbNdiTJX0bbpvp9kFSYRMFu",
+	"8u1av3rXhhdiEYK0Fo/F9N7e7lHJt+3lctrzPRfC8Npeqxk0A3xLJSB5Iry2t9wMmssuEE8qqxC9+McA",
+	"zFV9sQ/nuAqqPrDmdl5axFkPN4QiyOS72rBHM1KpY4gRN+HQt9HN7hMhz7rMxv6LND48xuODJzmol3Bh",
+	"WMIHwBa6KcS/7Hj4pON18Ri61sVOmcGAxj3lCnJLJCNFwt31k+89ki8fpCgQSRp0f7VdVjcvRHTptriQ",
+	"vYgnvCdCG5cGTLvlEh+0137+glIcipQGdx4FFvHnLN8qg+b6LqvocN5+Z2Aidn41CK76zKZH+1N2ccnR",
+	"iC3qZuPCG/NOo5rVdd0Sy5lT8/VbAoDXdVqbUPXOei87IObttpLheF3HsRgJU+nSBeStK6BwlrcqjvLW",
+	"VUd5zZEn/JsMNlioEhK8/VSNiE2qPOl4J0lhLFSmiQ+vI4cwS7VKK9OdP4hddj5+VuNvuTzxq7cgLAXB",
+	"DfWTed1k4aB8XvF8e0vB0kojaDVaq0etoL0ctIPgN/WJd1PX6tdcgjfrzznWEFklnxk1IukTQRKryYju",
+	"brhi0NUlj5WsNpzYas3Epqm504xc61e/S3S54ikrcpCm2bUe9uFV6+aKrVoKjlor7SCfUblIzmutLzVb",
+	"aw+brWZrSg9bu+yZswim6Y9t7xt9ioDp9OLi4mIaI21PizN0zd67uMtpEOAAUyuv4ndGGpnS3lzBF5e4",
+	"frXAYqam4mpVO6oxV5iDYKysEat1wshPNREDa1FkaWztiQ1W0W3OB+WAI2k/wte6WeGvupL3FcsYdasu",
+	"GOh+6Q4RatK6vUnl/gBqtHx7o+nVGJe+tzrPzIq7KqjB8lzzKkr8yQjPRiOeTpzGnpqrpOxV4lKp+iIm",
+	"5e17hg+0i/018mKZWTuL2KwcGrz0vUTpGmi0VYDkwhDk0pbNTxOAUi41p6Qun/Ei1IOydpKgaWgtRUQh",
+	"R2TiuxdCLlkPWJaLnATSkdCUnFKybFMVA+NaiwEJGU29wLRkQuhpHQXB8krFaKmGYtGCKkht4ncdJirX",
+	"EHnWWwLaPFLR5C6y+cXHkan10rBWeF0ncObV9rVFXVX/kgvqzui41t328ZOKm1fF3U1HTQsoKl+1lpZX",
+	"VtcePFwPeC+MoD8Yiq/P4pFUyTepNtn4/GLy7dwqbs7I7bshxbxi65qbIlBsnfOisrRZLq2iyClVgrgi",
+	"1cjd5OMKQ37SKmglWL+9RXFJFTZozTFEcQsQNVidZyE1t4F8BA1picElSDp99QYq0WbHYNdTO7qHAIkK",
+	"o5yerGqOq7W1d9Yf89H79UW870wA3xFzznDgnWp7r3DrtBC9xK8EN3J/B2XWN9k2D4ef2PhnzcZZwoxi",
+	"rSCYgl6XWuczHsfuNjO0Wt4Rj7skuBKTz9aTnEMcN9xFgYUDzl7jk6fmLAWBc8SRK9Td+xOqCLobeez+",
+	"nu5Il4lMDte8NsSiWLKV8tYIb9MMrAtZUZDcxtHtcB3ZLQLIXZ8CE0T1hIHJ9e5cHs4hnYKGUS8GjR06",
+	"r/OVYEtHVqMt5QQEPeP+v6crEZZ7erGYYawVG4CpzrFdXPQwjZ6QKUiQTJgm685EvGkHO7JbF/bu5kEc",
+	"cvXkWMLteQXHdWf8ps2O3FKRu07L+eSLK5hIxrRZEab3WbEAn81Mz+/Iupn5zAXzfeZi+T6ridCT6/0A",
+	"xsrKYH8a3qAKRoqHUEjLxUvyi+UmlKTPoN8nU0sWruWOtJFN2x8rBRlJ0LcpBlQQa5cyErqurKAUW7Ae",
+	"bgo6KQkdaW9vY3ygmuwAElvDXiZIGxrCvslGLN9RVjr9/AqujqQtFzbjdmSz0ij8Bhch1W+yPpyjMUnj",
+	"1tlq5Vyc96Rr69J95tKywTuegkvWuAbdjiGNRGh+6jru562ykJwZL+U2WbZ4A83ktFBVNb0Q0WUpflVl",
+	"hV+BKfHBe6LE2y2sBXcDqtFu8Ys/edi1cnuL4ubWj0BVvwJbH/Pmpkzh3auJ77lS5TzqE3mzgu1ukTAK",
+	"KZ1QGCSsyQ6isqjpbYeoITSYDdaVWRx3WRhTrjLqm6lPE+LIhpmLa4tdpkFH9iC/iJktrATriy6BwN0X",
+	"63Sk6lcyD7hmPQCZh8rrtEo5v/k9aZW6FOoPrFVu5mV3aYS9Pe/nxcCfDK0ZrUX5NtzaJJSp5bMSQfgs",
+	"T430izyi3CPJMk0ZPi4R8t1YYKjm7lt2t5fQfDipVWvxHfEz0DUom5VBNiLisTqzV05WZJWD73nODaVq",
+	"TM3E5hXpUy7Te0/Sp64S8NKJn48ibUob9rOTNj9r4WEpyQqPd8r+pJ1/EuxvE4mnBfe57wISXa4UvVfE",
+	"NH3nFfFZyfngW8HakddIVitBZyQrygqHYhYyGYPWlRshhe7IgRiDXGyyr9y11t2rla7dSkGr0NMbJq0j",
+	"bcO6qoTx6Qrx4k03Uukid+q7yZ7KeIIgzYZ+qtjKXqsFsiMdwCr+vYSL9OaPEbDZPMtzoWGxDoeVi4Xf",
+	"lySsqUeulYStdzbkXMEqR2t+fjSViwD/mn3cn7Da24lbm91gDRqb+E20ggZiX6XTfAwni95OJtsSg2+v",
+	"9Tl87r5/j7jB3Xl1DZskqQpRKgrNsqRZqVfx2s9PqokzY5CgyyC1WIz2Tmi9LoG4OeGj+CZHy9ME5GYi",
+	"DhMI77b2vONy8uPMhS/U97NdttwMilqO0g1kRWVO7X7kjacN35jmrtnGo3KNic+4Lv9rlnM0rjMRu9RL",
+	"YW7abNIK19PWgf36o5AWjc2McoU473wTD+j/cyDh0m32xT8+cXbB4k3blpfc3+oNPCwkwHvbwXyI6/5b",
+	"jP36kwPw7R2AZrqdrAdDgUbkDObOCeMn4Q0sZ5ifzLBCtYDw+QlCb7eIou6jUFaX/ouZLPrKsxJ7XJ5c",
+	"/m8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

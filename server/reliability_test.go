@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +198,38 @@ func TestBodyBudgetIsShared(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// hangingPing is a store whose database never answers a ping and ignores the context, as a
+// driver blocked on a frozen server does.
+type hangingPing struct {
+	*store.Store
+	release chan struct{}
+}
+
+func (h hangingPing) Ping(context.Context) error {
+	<-h.release
+	return errors.New("never answered")
+}
+
+// TestReadinessAnswersWithinTwoSeconds: /readyz says 503 within its 2 s even when the ping
+// never returns, and probes that come meanwhile do not pile up pings.
+func TestReadinessAnswersWithinTwoSeconds(t *testing.T) {
+	base := newEnv(t, testdb.SQLite, fastHash)
+	h := hangingPing{base.store, make(chan struct{})}
+	defer close(h.release)
+	e := newServerWith(t, h, fastHash)
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			began := time.Now()
+			r := e.do("GET", "/readyz", "", nil)
+			if took := time.Since(began); r.Status != http.StatusServiceUnavailable || took > 2500*time.Millisecond {
+				t.Errorf("readyz with a hanging database: %d after %v", r.Status, took)
+			}
+		}()
+	}
+	wg.Wait()
 }
