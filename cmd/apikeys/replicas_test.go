@@ -136,7 +136,8 @@ type replica struct {
 	url    string
 	out    *lockedBuffer // stdout and stderr
 	exited chan struct{}
-	err    error // cmd.Wait's result, once exited is closed
+	err    error       // cmd.Wait's result, once exited is closed
+	proc   *os.Process // the server process, once started
 }
 
 // replicaEnv is the environment every replica of a test shares: this process's, without any
@@ -198,6 +199,7 @@ func launch(t *testing.T, name string, env []string) (*replica, error) {
 		close(r.exited)
 		return r, err
 	}
+	r.proc = cmd.Process
 	go func() {
 		r.err = cmd.Wait()
 		close(r.exited)

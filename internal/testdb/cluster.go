@@ -179,15 +179,19 @@ func startThrowaway() (_ *cluster, err error) {
 }
 
 // startWatchdog starts a detached shell that waits for EOF on a pipe whose
-// write end only this process holds, then stops the cluster and removes its
-// directory. EOF arrives when this process exits for any reason.
+// write end only this process holds, then continues the processes Freeze
+// stopped, stops the cluster and removes its directory. EOF arrives when this
+// process exits for any reason.
 func (c *cluster) startWatchdog() error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	// A cluster left frozen (NewCluster's Freeze) must be continued before pg_ctl can stop it.
+	frozen := shellQuote(c.frozenFile())
 	script := "read _ignored; " +
+		"[ -f " + frozen + " ] && kill -CONT $(cat " + frozen + ") >/dev/null 2>&1; " +
 		shellJoin(c.as.argv(c.pgCtl, "stop", "-D", c.data, "-m", "immediate", "-w")) + " >/dev/null 2>&1; " +
 		"rm -rf " + shellQuote(c.base)
 	cmd := exec.Command("/bin/sh", "-c", script)
