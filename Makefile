@@ -2,7 +2,7 @@
 GO     ?= go
 NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
 
-.PHONY: run build test generate check-generate lint bench bench-tools
+.PHONY: run build test test-long generate check-generate lint bench bench-tools
 
 ## run: build, then serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
 run: build
@@ -24,6 +24,24 @@ test:
 	  echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
 	  cat $(NOTICE); rm -f $(NOTICE); \
 	fi; exit $$status
+
+## test-long: the long checks, not part of `make test` (about 10 minutes): every fuzz target of
+## every package explores for FUZZTIME (30s), one at a time; then TestSoak runs the service
+## binary on SQLite under mixed load from 8 clients for SOAK (5m), sampling its RSS and live
+## heap, and appends its figures to RELIABILITY_REPORT (./RELIABILITY-run.md)
+FUZZTIME           ?= 30s
+SOAK               ?= 5m
+SOAK_TIMEOUT       ?= 30m
+RELIABILITY_REPORT ?= $(CURDIR)/RELIABILITY-run.md
+test-long:
+	@set -e; list=$$($(GO) test -list '^Fuzz' ./...) || { echo "$$list"; exit 1; }; \
+	echo "$$list" | awk '/^Fuzz/ { n[++k] = $$1 } /^ok[ \t]/ { for (i = 1; i <= k; i++) print $$2, n[i]; k = 0 }' | \
+	while read -r pkg name; do \
+	  echo "test-long: fuzz $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+	@printf '\n#### make test-long, %s (soak %s)\n\n| check | result | criterion |\n|---|---|---|\n' "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" '$(SOAK)' >> '$(RELIABILITY_REPORT)'
+	APIKEYS_SOAK=$(SOAK) APIKEYS_RELIABILITY_REPORT='$(RELIABILITY_REPORT)' $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' -v ./cmd/apikeys
 
 ## generate: regenerate gen/ from openapi.yaml
 generate:

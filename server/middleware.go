@@ -69,11 +69,16 @@ func (s *Server) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 		if raw == "" {
 			return next(c)
 		}
+		op, known := s.operation(c)
+		if known && !op.protected {
+			// A public operation (health probes, the spec), whose answer no query can
+			// change: probes may add cache busters.
+			return next(c)
+		}
 		q, err := url.ParseQuery(raw)
 		if err != nil {
 			return badRequest("the query string is not valid URL encoding", fieldError(gen.Query, "", "not valid URL encoding"))
 		}
-		op, known := s.operation(c)
 		if !known {
 			return next(c) // not an operation: Echo answers 404 or 405
 		}

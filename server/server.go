@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/labstack/echo/v4"
 	echomw "github.com/labstack/echo/v4/middleware"
@@ -145,6 +146,13 @@ func New(cfg Config) (*Server, error) {
 			// Authentication happened already, in s.authenticate.
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
 			MultiError:         true,
+			// A schema error's text would quote the offending value, pretty-printed: for a
+			// deeply nested body that costs time and memory quadratic in its depth.
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.DisableSchemaErrorDetails()},
+		},
+		// The default handler renders every error to a string; errors.go reads them instead.
+		MultiErrorHandler: func(me openapi3.MultiError) *echo.HTTPError {
+			return &echo.HTTPError{Code: http.StatusBadRequest, Message: "the request does not match the API's schema", Internal: me}
 		},
 	}))
 	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))

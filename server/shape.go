@@ -17,10 +17,15 @@ import (
 // and some 30 MB of tree.
 const maxValues = 5000
 
+// maxDepth bounds the nesting outside metadata: a valid request nests 4 deep (a batch, its
+// keys, a key, its scopes). Inside metadata the size bounds the depth.
+const maxDepth = 16
+
 // checkShape holds a body, already known to be one valid JSON value (apikeys.CheckJSONText),
 // to the sizes no valid request exceeds, in one pass over its bytes and before anything
 // decodes it: every member named metadata serialises (compacted) to at most
-// apikeys.MaxMetadataBytes, and the body holds at most maxValues values outside them.
+// apikeys.MaxMetadataBytes, and the body holds at most maxValues values outside them, nested
+// at most maxDepth deep.
 func checkShape(b []byte) error {
 	type frame struct {
 		object   bool
@@ -90,6 +95,8 @@ func checkShape(b []byte) error {
 			}
 			if isMeta || inMeta > 0 {
 				inMeta++
+			} else if len(stack)-inMeta >= maxDepth {
+				return tooLarge("/", fmt.Sprintf("nests deeper than %d outside metadata", maxDepth))
 			}
 			stack = append(stack, f)
 			i++
