@@ -41,7 +41,7 @@ test-long:
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 	@printf '\n#### make test-long, %s (soak %s)\n\n| check | result | criterion |\n|---|---|---|\n' "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" '$(SOAK)' >> '$(RELIABILITY_REPORT)'
-	APIKEYS_SOAK=$(SOAK) APIKEYS_RELIABILITY_REPORT='$(RELIABILITY_REPORT)' $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' -v ./cmd/apikeys
+	APIKEYS_SOAK=$(SOAK) APIKEYS_RELIABILITY_REPORT='$(RELIABILITY_REPORT)' $(GO) test -tags soak -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' -v ./cmd/apikeys
 
 ## generate: regenerate gen/ from openapi.yaml
 generate:
@@ -55,6 +55,7 @@ check-generate: generate
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags soak ./cmd/apikeys
 
 ## bench: benchmarks (figures are ratios against a baseline measured in the same run): the Go
 ## benchmarks, then cmd/bench (the service as its own process under wrk, on PostgreSQL and
