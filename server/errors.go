@@ -217,9 +217,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		c.Response().Status = statusClientClosed
 		return
 	}
-	p := toProblem(err, s.log, c.Request())
-	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
-	writeProblem(c.Response(), p)
+	writeProblem(c.Response(), toProblem(err, s.log, c.Request()))
 }
 
 // writeProblem renders p as application/problem+json.

@@ -106,17 +106,11 @@ func TestHostileBodiesStayWithinMemory(t *testing.T) {
 
 // reliabilityReport appends a line to the file named by APIKEYS_RELIABILITY_REPORT, if set.
 func reliabilityReport(t *testing.T, line string) {
-	path := os.Getenv("APIKEYS_RELIABILITY_REPORT")
-	if path == "" {
-		return
+	if path := os.Getenv("APIKEYS_RELIABILITY_REPORT"); path != "" {
+		if err := appendFile(path, line+"\n"); err != nil {
+			t.Errorf("APIKEYS_RELIABILITY_REPORT: %v", err)
+		}
 	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Errorf("report: %v", err)
-		return
-	}
-	defer f.Close()
-	fmt.Fprintln(f, line)
 }
 
 // TestConnectionsAreBounded fills the server's connections (APIKEYS_MAX_CONNS) with

@@ -549,15 +549,7 @@ func appendReport(path string, figures []figure) error {
 	for _, f := range figures {
 		fmt.Fprintf(&b, "| %d | %s | %d | %s | %s | %s |\n", f.replicas, f.kind, f.samples, ms(f.p50), ms(f.p99), ms(f.max))
 	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(b.String())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return appendFile(path, b.String())
 }
 
 func replicasHonourChanges(t *testing.T, processes, nRevoke, nRotate, nPatch int) []figure {
