@@ -913,10 +913,29 @@ type ClientInterface interface {
 	// Corresponds with POST /api-keys/{id}/rotate (the `RotateApiKey` operationId).
 	RotateApiKey(ctx context.Context, id ApiKeyId, body RotateApiKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetDocs This API's reference, as a web page
+	//
+	// A page that renders this document and can send its requests ("try it out") to the
+	// server that serves it, with a bearer token typed into the page. Its scripts and styles
+	// are served by the binary under `/docs/`; the page loads nothing from elsewhere.
+	//
+	// Corresponds with GET /docs (the `GetDocs` operationId).
+	GetDocs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Healthz Liveness
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetMetrics Metrics for Prometheus
+	//
+	// The service's metrics in Prometheus's text format: requests by route and status with
+	// latency histograms, verifications by code, the key cache, the change feed, argon2id
+	// and the database pool. No label names a key, a subject or a tenant. Like the health
+	// probes it needs no token: serve it on a network only your monitoring reaches.
+	//
+	// Corresponds with GET /metrics (the `GetMetrics` operationId).
+	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetOpenApiSpec This document, as the server was built from it
 	//
@@ -1230,11 +1249,50 @@ func (c *Client) RotateApiKey(ctx context.Context, id ApiKeyId, body RotateApiKe
 	return c.Client.Do(req)
 }
 
+// GetDocs This API's reference, as a web page
+//
+// A page that renders this document and can send its requests ("try it out") to the
+// server that serves it, with a bearer token typed into the page. Its scripts and styles
+// are served by the binary under `/docs/`; the page loads nothing from elsewhere.
+//
+// Corresponds with GET /docs (the `GetDocs` operationId).
+func (c *Client) GetDocs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDocsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // Healthz Liveness
 //
 // Corresponds with GET /healthz (the `Healthz` operationId).
 func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetMetrics Metrics for Prometheus
+//
+// The service's metrics in Prometheus's text format: requests by route and status with
+// latency histograms, verifications by code, the key cache, the change feed, argon2id
+// and the database pool. No label names a key, a subject or a tenant. Like the health
+// probes it needs no token: serve it on a network only your monitoring reaches.
+//
+// Corresponds with GET /metrics (the `GetMetrics` operationId).
+func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetMetricsRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1723,6 +1781,33 @@ func NewRotateApiKeyRequestWithBody(server string, id ApiKeyId, contentType stri
 	return req, nil
 }
 
+// NewGetDocsRequest constructs an http.Request for the GetDocs method
+func NewGetDocsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/docs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewHealthzRequest constructs an http.Request for the Healthz method
 func NewHealthzRequest(server string) (*http.Request, error) {
 	var err error
@@ -1733,6 +1818,33 @@ func NewHealthzRequest(server string) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/healthz")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetMetricsRequest constructs an http.Request for the GetMetrics method
+func NewGetMetricsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/metrics")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -2042,12 +2154,35 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api-keys/{id}/rotate (the `RotateApiKey` operationId).
 	RotateApiKeyWithResponse(ctx context.Context, id ApiKeyId, body RotateApiKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateApiKeyResponse, error)
 
+	// GetDocsWithResponse This API's reference, as a web page
+	//
+	// A page that renders this document and can send its requests ("try it out") to the
+	// server that serves it, with a bearer token typed into the page. Its scripts and styles
+	// are served by the binary under `/docs/`; the page loads nothing from elsewhere.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /docs (the `GetDocs` operationId).
+	GetDocsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetDocsResponse, error)
+
 	// HealthzWithResponse Liveness
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
+
+	// GetMetricsWithResponse Metrics for Prometheus
+	//
+	// The service's metrics in Prometheus's text format: requests by route and status with
+	// latency histograms, verifications by code, the key cache, the change feed, argon2id
+	// and the database pool. No label names a key, a subject or a tenant. Like the health
+	// probes it needs no token: serve it on a network only your monitoring reaches.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /metrics (the `GetMetrics` operationId).
+	GetMetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMetricsResponse, error)
 
 	// GetOpenApiSpecWithResponse This document, as the server was built from it
 	//
@@ -2938,6 +3073,54 @@ func (r RotateApiKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetDocsResponse503Headers the declared response headers of an HTTP 503 response for GetDocs
+type GetDocsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetDocsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDocsResponse503Headers
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDocsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDocsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDocsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDocsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDocsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type HealthzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2973,6 +3156,54 @@ func (r HealthzResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r HealthzResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetMetricsResponse503Headers the declared response headers of an HTTP 503 response for GetMetrics
+type GetMetricsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type GetMetricsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetMetricsResponse503Headers
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetMetricsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetMetricsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetMetricsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetMetricsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3430,6 +3661,23 @@ func (c *ClientWithResponses) RotateApiKeyWithResponse(ctx context.Context, id A
 	return ParseRotateApiKeyResponse(rsp)
 }
 
+// GetDocsWithResponse This API's reference, as a web page
+//
+// A page that renders this document and can send its requests ("try it out") to the
+// server that serves it, with a bearer token typed into the page. Its scripts and styles
+// are served by the binary under `/docs/`; the page loads nothing from elsewhere.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /docs (the `GetDocs` operationId).
+func (c *ClientWithResponses) GetDocsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetDocsResponse, error) {
+	rsp, err := c.GetDocs(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDocsResponse(rsp)
+}
+
 // HealthzWithResponse Liveness
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3441,6 +3689,24 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 		return nil, err
 	}
 	return ParseHealthzResponse(rsp)
+}
+
+// GetMetricsWithResponse Metrics for Prometheus
+//
+// The service's metrics in Prometheus's text format: requests by route and status with
+// latency histograms, verifications by code, the key cache, the change feed, argon2id
+// and the database pool. No label names a key, a subject or a tenant. Like the health
+// probes it needs no token: serve it on a network only your monitoring reaches.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /metrics (the `GetMetrics` operationId).
+func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetMetricsResponse, error) {
+	rsp, err := c.GetMetrics(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetMetricsResponse(rsp)
 }
 
 // GetOpenApiSpecWithResponse This document, as the server was built from it
@@ -4304,6 +4570,45 @@ func ParseRotateApiKeyResponse(rsp *http.Response) (*RotateApiKeyResponse, error
 	return response, nil
 }
 
+// ParseGetDocsResponse parses an HTTP response from a GetDocsWithResponse call
+func ParseGetDocsResponse(rsp *http.Response) (*GetDocsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDocsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetDocsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseHealthzResponse parses an HTTP response from a HealthzWithResponse call
 func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -4325,6 +4630,45 @@ func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	}
+
+	return response, nil
+}
+
+// ParseGetMetricsResponse parses an HTTP response from a GetMetricsWithResponse call
+func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetMetricsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetMetricsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -4539,9 +4883,15 @@ type ServerInterface interface {
 	// RotateApiKey Replace a key with a new one for the same subject
 	// (POST /api-keys/{id}/rotate)
 	RotateApiKey(ctx echo.Context, id ApiKeyId) error
+	// GetDocs This API's reference, as a web page
+	// (GET /docs)
+	GetDocs(ctx echo.Context) error
 	// Healthz Liveness
 	// (GET /healthz)
 	Healthz(ctx echo.Context) error
+	// GetMetrics Metrics for Prometheus
+	// (GET /metrics)
+	GetMetrics(ctx echo.Context) error
 	// GetOpenApiSpec This document, as the server was built from it
 	// (GET /openapi.yaml)
 	GetOpenApiSpec(ctx echo.Context) error
@@ -4716,12 +5066,30 @@ func (w *ServerInterfaceWrapper) RotateApiKey(ctx echo.Context) error {
 	return err
 }
 
+// GetDocs converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDocs(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDocs(ctx)
+	return err
+}
+
 // Healthz converts echo context to params.
 func (w *ServerInterfaceWrapper) Healthz(ctx echo.Context) error {
 	var err error
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.Healthz(ctx)
+	return err
+}
+
+// GetMetrics converts echo context to params.
+func (w *ServerInterfaceWrapper) GetMetrics(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetMetrics(ctx)
 	return err
 }
 
@@ -4818,6 +5186,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.GetOpenApiSpec, options.OperationMiddlewares["getOpenApiSpec"]...)
+	router.GET(options.BaseURL+"/docs", wrapper.GetDocs, options.OperationMiddlewares["getDocs"]...)
+	router.GET(options.BaseURL+"/metrics", wrapper.GetMetrics, options.OperationMiddlewares["getMetrics"]...)
 
 }
 
@@ -6050,6 +6420,52 @@ func (response RotateApiKey503ApplicationProblemPlusJSONResponse) VisitRotateApi
 	return err
 }
 
+type GetDocsRequestObject struct {
+}
+
+type GetDocsResponseObject interface {
+	VisitGetDocsResponse(w http.ResponseWriter) error
+}
+
+type GetDocs200TexthtmlResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response GetDocs200TexthtmlResponse) VisitGetDocsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetDocs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDocs503ApplicationProblemPlusJSONResponse) VisitGetDocsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type HealthzRequestObject struct {
 }
 
@@ -6067,6 +6483,43 @@ func (response Healthz200JSONResponse) VisitHealthzResponse(w http.ResponseWrite
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetMetricsRequestObject struct {
+}
+
+type GetMetricsResponseObject interface {
+	VisitGetMetricsResponse(w http.ResponseWriter) error
+}
+
+type GetMetrics200TextResponse string
+
+func (response GetMetrics200TextResponse) VisitGetMetricsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type GetMetrics503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetMetrics503ApplicationProblemPlusJSONResponse) VisitGetMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6307,9 +6760,15 @@ type StrictServerInterface interface {
 	// RotateApiKey Replace a key with a new one for the same subject
 	// (POST /api-keys/{id}/rotate)
 	RotateApiKey(ctx context.Context, request RotateApiKeyRequestObject) (RotateApiKeyResponseObject, error)
+	// GetDocs This API's reference, as a web page
+	// (GET /docs)
+	GetDocs(ctx context.Context, request GetDocsRequestObject) (GetDocsResponseObject, error)
 	// Healthz Liveness
 	// (GET /healthz)
 	Healthz(ctx context.Context, request HealthzRequestObject) (HealthzResponseObject, error)
+	// GetMetrics Metrics for Prometheus
+	// (GET /metrics)
+	GetMetrics(ctx context.Context, request GetMetricsRequestObject) (GetMetricsResponseObject, error)
 	// GetOpenApiSpec This document, as the server was built from it
 	// (GET /openapi.yaml)
 	GetOpenApiSpec(ctx context.Context, request GetOpenApiSpecRequestObject) (GetOpenApiSpecResponseObject, error)
@@ -6671,6 +7130,29 @@ func (sh *strictHandler) RotateApiKey(ctx echo.Context, id ApiKeyId) error {
 	return nil
 }
 
+// GetDocs operation middleware
+func (sh *strictHandler) GetDocs(ctx echo.Context) error {
+	var request GetDocsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetDocs(ctx.Request().Context(), request.(GetDocsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetDocs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetDocsResponseObject); ok {
+		return validResponse.VisitGetDocsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Healthz operation middleware
 func (sh *strictHandler) Healthz(ctx echo.Context) error {
 	var request HealthzRequestObject
@@ -6688,6 +7170,29 @@ func (sh *strictHandler) Healthz(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(HealthzResponseObject); ok {
 		return validResponse.VisitHealthzResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetMetrics operation middleware
+func (sh *strictHandler) GetMetrics(ctx echo.Context) error {
+	var request GetMetricsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetMetrics(ctx.Request().Context(), request.(GetMetricsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetMetrics")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetMetricsResponseObject); ok {
+		return validResponse.VisitGetMetricsResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -6770,115 +7275,121 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3LbiNJdvarBPIfoKS/k6ykblWiMAuVSprW3yVV/bp0j6eoEYOZh2S0khHZGZGU2AUB1YtZedEL7wxj",
-	"pheGAXvh8cIGBjDgeQLvva2aB+hXMM6JyGQmlZKouvY0aiNRyYz7uXznFnrhhWqUKAnSaK/9wktBJ0pq",
-	"oD8e8egAvslAG/wrVNKApI88SWIRciOUvJ+kqhfD6LOvtZL4nQ6HMOL46Rcp9L2293/uT4e4b7/V95/Z",
-	"Vt7l5aXvRaDDVCTYndf2jobAUjssE5qNeNxX6QgiplLW5yLWbMxjEdHoG0wqMxRywM65ZuGQywFETe/S",
-	"97aU7Mci/GgzD934mp0LM2SGvtIqS0O4p5k23ABbMPwMJBORz1IYqzOI2BlMfPzBeJwCjyYsVfhqtEiL",
-	"2lFpT0QRyA+9qpDHMaR4HGdSnUvWywwb8QnuPosUM0OhaYK70kAqefwh57cpWSbhIoHQQEQUkqWwQTse",
-	"geEiZhLGOHkZxlkEmgk3STvlfWV2VCajDznlfcV0Fg4LivCRtnEvx0KLXgzMKJq/3Xaa5pFST3g6gI9F",
-	"zz0VTfD8Y5xEysyQS5qihhQ3l4chJMbu6LHkmRmqVHwLH3RX94TWQg78qcjwWSaJYKcMplIGF4lIIWI9",
-	"4CkuRZ2BbHq+NwQeQUqS76uvvmpsZmYI0uB0oTo/M0nAa3vapEIOcCZ20WMuYt6LP/gR4RGIEKlFIg3R",
-	"iTiBY89OqvMNloJJJ4z3DZ0eMJmNepAy1WcaQiUj5IuOPMC3Gpv4VpNh5xE3vMc1sEiBJhrlUp9DSmJN",
-	"SCaMZj3kH7aw+Wz3i+2/OTx9/Oj0aHdv++nx0SKxYUe6idzTLAIexULC9O2D7f9/vH14VDRhCdcaj05I",
-	"dj4U4ZCFOHwu54VhXJ9B1JF9lZLU10alEG0wZPIJ4+lAySURMR3jXhg+wZPO9GSjIFfcK6HtRzlgHHWM",
-	"nHRkqKSEEDdW40NhRVwx0b3NX59uPd3fP2wzJeMJdTcEHpshw2MFzXgKbneIuiZKRh1phjBaRLJDeV4a",
-	"r8xZAkojNjuySoylM6mlQ5RnA0gLQtRZkqjUQLQHkeBH9NKHpchcWFhylHhkrFseFUfrsgXsmeNmITGp",
-	"zLAUBjyNUPzhoS8iDRwf7TQeNj0cyI2Ok9tMxBcwocVEkcA+efwsVQmkRiB46fNYQ42m2Hy2i+q1ybpZ",
-	"EqFi3TRdxmXEujpUCeiuPcT4nE80S1Kg2QtJGs7JunuaFSgJxUZSGvaFF6Zgu71tC4/ECLThowRFpmv1",
-	"aHKY9b6G0OxGtzWfvjh7Aje3e1x69dL3QI5FquQI5BxjbldextYkSfUdFzvkergZDxQ2ApmNvPZzL2db",
-	"78SfFa++J26dmSUHOylkBxlBdKzhtma7pVcvfS/mGrEAcVnCDaIEr+399vlm4ze88W3QWD95sXL5C69m",
-	"htjyWN/52PNmuwk2G/GLJyAHZui1V1ZrBhmB4SiObxtiL3/v0vckH926C/v4ziUSMvTFBb59laP7IkVQ",
-	"O+QpDw2kGvWGladhCoYt4GdSpMz2Qjy1wkYqhUWf9Un8hWoghSYRSDyIvFO3y6cnL1b95bX6nU4hiXmI",
-	"rLJ7J6pw+v+OB+RavSlfuuYHwJ10LR3xahDULc/C/Z1Uje62Piu+bp2dfQvfN9xker4RDu272OqNtsGA",
-	"5PPIl6P8vUvfK8TzHc6LdvybDMEdyhQReeUZO2Yo6LzE7yWZVCuL/ZJYL7ZuKqkUvYezLk7kChN1eXJ2",
-	"2mV9FcfqHOHBhHF2fLz7GLVLyKWSIuQxwy/TBiEehLBNtk2oBi3CQgUR1qP56I4ccu06Gj9gCxqAdffh",
-	"PJ9Hd3GDIdaggcaQaqEkKmYL11HxDoFAC4MLoQ3y5hlMOhJ1NycArdES4QYfazcqYpu+SsF+kWYxEM5C",
-	"gBMOEQBbBAMXfJQgGvZw6UFrPeCt3lIjXI5WGg9gtd94yNd7jSBsRUuw3F/hq72qQMBWz4PGOm/0T148",
-	"vGwUn1fm+NxaqhcfFYK+ekjONOjiHkWQijFEbUIxuflAUKFQe13WyYJgOfwlQmyUZ4U6C40YI625dl6u",
-	"K+sV3CNuwuEWba6doC75XW4EOFXwgYeEv4WB0a28XR4vHw61DL/Ytc1bKKFGQuZ/FhPnaconV9iNBq9j",
-	"irqB7rauvy58cztcKXHo2yGW9w0J7qpV7i7pZ4iIJnc9EUVvhvutRw1xu8lSaaVv2UAmQZYLN2F8+pKM",
-	"vBzpu1d4mqKt1rWw5wuYdD9ZAJ8sgA8Lzt8AM38wUJmzRb0RcT5UcW4yNNmhQQwhnHtKmNx/1QOmh+pc",
-	"Mj7gQt5kJSwFfmvpYf2aP+HbCr6dnsw7w7qPqyKnetw7KQAzcGE2mOE9n5HPrw8OQZEc5QNwAtn5XAgY",
-	"N9kB9DONL2qExl1kgG67I5UZQsq2Aupgq8VCJU2q4pJN6rPH2098dvzZUrD00P1ed783X7/8O/qwbR+s",
-	"rbkHa+sWrZYss1aAwKdMdL/tdC6CoIE/H+KPR/hjC39s48PWTqdz8WAHP67vdDIcnn6uv375L43XL//1",
-	"9Xf/1Hj93T+f/N9aSt2eFcBT4FySzadJqqKZeS49JHxW/H0Np5yUmKbZblwzjR0BcbSdpiq9MzgzXMQ1",
-	"fnHf62OfV4ljk/2/w6f7LFEUiWFCunAHuQ0XuvcRSd4P7iM5dxcpNsJZwlM+AkPuN/yiWbcGIcsaBbvz",
-	"fO+bDNKJlSLDwrFao2VmuQupwi7Az9dYxwafkwv4jns2lU75ZNXZ7VO6gRl3qypvSkKhaIQzdLO28g7J",
-	"Zq+k9+o3wKRZDSLro4AgMrCLYKrPuGEjpQ1bDZhRSSOGMcRsunHWpxSsr7HexIBG21WiQSx4LDREzY7c",
-	"pYjxGSTkcSbfrfUxhwaiRRtYVWkEKXVlIyA6DwxGhSAoz341mN1t37toDFTDPfxaK9k84Od7oDUfkKre",
-	"d2q9uuSnEqwUVH0SjDYuzA2LgWvDlIQi+leItEIYtq8Kvo68IvmQh2gIfBMZZpDyZMg04GejUs0WqsJx",
-	"kd6kEE1PRCK10Q8eMxj1IIqEHGifqTGkqYjc/gutYo67v3CbXF1sduRXQ2GA6YSHwBaOpQhVBPc0o8en",
-	"h/h40XeR2j7PYtMQA6lSTpugIrAionA2PuJahB25l8VGxEIOMh6zZzGX2PdnQbD5GOcQLK/s0O+11hb+",
-	"brVWd+zvtYB+P3i04n6v+h15/FnrYfCIJt16GOzYVbgHS0H+YC3Il0UPlltr1MfOdmC/2Nm2b+5s79jf",
-	"O5sBdb6zs+Pe2Nl5aLf7+LOlh0HAIkWOhVBlNj7iDt9G3RxDIjWfp8IYkEQuHRkLAykva73CQyMMGwGX",
-	"2vpl+YiiyNtbe5uNpbUle9CKWS0KciAk6Cuab8lZ/NeIhqkanFvjldosBUWbTfy4+fi/v/+ff3j1uz+8",
-	"+t0Pr/7+5avf//ur3//Hqx/+tvHqh+9fv3zZeP3ye9tz4/XLP77+7g+N19/98fUPL//y8uVffvePP/7p",
-	"ZePHP33/43/++cf/+uHHP/9b48c//+nkTSZYK9TK9vlV7SWZiBhnYSxQwIRDpTRo8nFzJuEcpUyb1fr7",
-	"St4967HryIWDnS22vrq21C78c1L0kAEe+GzMU8GlYa3g4mKxyTZZnjCChLESrL9/R9uD4o/ly8bzh+u8",
-	"d1J5cpu/LQ8UXtlFWvbK6gPmApAuV6MmonYDvgCEK/N7vEoQ53LWmYXgQRsuQ6gdaaqwR/xCjFBnr66v",
-	"E7PYv1ZK7vwiIOt7Rpi4vkfj4rKl0+upzLR7MZdn3m1QgL7Nu78Rpk+DD9UDeCLOgHVLIL7rz6OS2EIZ",
-	"ly82qwJkdV4B8nY4+mNJlfeA/g/IQfw2ztG0OOCbaN+RweVlHYmQf+Bt5vBmbqBBykN4BqlQ0aHNQblK",
-	"pp+rcxYrObAuuZgy5NgZQKLZuUrPhBywhRw3Lgcs4hO92GQBGQ09QoDWBU/ZFRyJOgRHtJZxl1bXlwJH",
-	"tvZJLSPP76up22FykVS8XYk4RTOnnQJHeF78jeoeyg/GkIr+pNYrdli4Z+YSf3YSFRf/8owY9L1Mim8y",
-	"cF8jdMdxrHPgjjTxZn7Qt3NHivfvuCnktjtJF5Gbw6CMcv4vu1jqRHbFBTwToXL+ntpQ4vgBoRD3iq6N",
-	"GG44CKgnGs/4Xv42E5GmfCeeJMBTRKTUQqWkkqdaKp/AHDgjrOKMvGXJrmycvGj5a9e4VI9KpzMd357Z",
-	"KQ/J1/Xe3CFToqyFLsvLy+sWqucJkJT3pW3G0tYGG/M4s0JHOEt0lGnD+jyO8Z0J8FSzIAhaiMrX19fX",
-	"STKhcTeG1ACB9eOjLdz7vkpH3HhtL+IGGkbQwq9M+JgcincT4iMhy09bt8TdZnCwrsKHDSazOGYpjNSY",
-	"Vt6sc6vhOzZJ0voFPpibraKiard0dmo17qWKk+VGl8pN67wjKY7eyMVyYBNlrDloPe9Wwlx3TrNej2u2",
-	"Y14vyPsLM9Yp2C9JS74NhLHm3G5SH7rgUZSCLjwRzvYju9tlCQI5UgieLOw+G68gAtl9Nl6zObAulfue",
-	"ZhTZcL2RB8vClBlmqU0AezvdeHZdWMblcHFdXso0AR0hllMiM5NcWl2bJfuafC2rAQ8/dCQZl3tyLaVs",
-	"qaiixb/cfLL72PO9vc0nO08P9rbx8/7To9Odp8f7+Plg+8unX9DT7V8/2z2gT0fb+5v7R6d7u4d7m0db",
-	"n+N3+1/uHjzd39uuPt7dPzze2dnd2sXnh1tPn20f1uI5O7UD0Fl8Z+p167lpq0or/0hx3zO4Y9bem0RV",
-	"7xy0/GAxP6pbKjkDekrFwOUV0rXv+fZQr9KwDbRmqTCTQxzFLtZWM2xmNhZRJ8FGQroczYVuntS++Xhv",
-	"d//06OkX2/tdylLnRY40E1pnea7EFEiiDKDF0Qpo0KnSGhqT2KRwIfvq6kR2sUvts1hoo31X3KT9wkbj",
-	"MmJk8AjQ+Tysa23Ew6GQoNnC1i5LRAIx/uV3ZI+HZ1nCvlY97bOEp0bakBIMUso1R3PwEQ/PQEb5EjTJ",
-	"NdZ99vTwiN3niWhQxMlaWt2OVNIVE0zzQ2BigV6zIzvS5uQh+9EIDC5CSEy5ICAcQnimnXddaBapMBtZ",
-	"Y5SOWXdkd9MVyVAfbfbIVqPYhDI6JvoI3TZ1XDo+/8Zz6sgc8Z8PlYZpYrsLc1j3MD6zKX42ux2my7mH",
-	"k7to5ATZoHe7TWazaGyth1GMM8sCbKEkSRaZBneMIy75ADSl0XQknSMpT25qG+Z2Cb3oSkxWghWKAvft",
-	"AUQiIpc5pSrSQdgpubyBgRjjmq0nvKhWGfIxsIWVYHmxXcoxsMaQz2wUnqoziBQZp6ni+oYqjuw+EYqP",
-	"eXimfSZVil/GOFasZFEKJYyGuM8WeF4qZ11p0hYbTTqyKM4xjLOYG3B1SBPbp1QS7CceFcPSLtvUT26Y",
-	"ygwOi7NZpFc70i5jyiTcRcntBjfZbrFgu9Cc0coLng6AK0byqVuzLa2kah8EMHbqOU24MiDqEfmB/Dos",
-	"IccO2pQdqY0gyMmjKYtPfPrsZmQ30KfKQmeqVshIqimBsAWtmDDFplLiqZ2CBb1IUT6zAa14gqs1w1Rl",
-	"g6FbLhXanIEmnzp5XNBKI6aFqCMp8cSyfX6cPDflCLIRpKZmQzSXpW67jl26p88kT1MyzoudjjryfChi",
-	"cPO0giXNpI3wWGqlCqeFlaCFzZBmrbghLzclSXSvK93psoXco06LqmS2zVbNdiTJX0bbpvp9kFSYRMFu",
-	"8u1av3rXhhdiEYK0Fo/F9N7e7lHJt+3lctrzPRfC8Npeqxk0A3xLJSB5Iry2t9wMmssuEE8qqxC9+McA",
-	"zFV9sQ/nuAqqPrDmdl5axFkPN4QiyOS72rBHM1KpY4gRN+HQt9HN7hMhz7rMxv6LND48xuODJzmol3Bh",
-	"WMIHwBa6KcS/7Hj4pON18Ri61sVOmcGAxj3lCnJLJCNFwt31k+89ki8fpCgQSRp0f7VdVjcvRHTptriQ",
-	"vYgnvCdCG5cGTLvlEh+0137+glIcipQGdx4FFvHnLN8qg+b6LqvocN5+Z2Aidn41CK76zKZH+1N2ccnR",
-	"iC3qZuPCG/NOo5rVdd0Sy5lT8/VbAoDXdVqbUPXOei87IObttpLheF3HsRgJU+nSBeStK6BwlrcqjvLW",
-	"VUd5zZEn/JsMNlioEhK8/VSNiE2qPOl4J0lhLFSmiQ+vI4cwS7VKK9OdP4hddj5+VuNvuTzxq7cgLAXB",
-	"DfWTed1k4aB8XvF8e0vB0kojaDVaq0etoL0ctIPgN/WJd1PX6tdcgjfrzznWEFklnxk1IukTQRKryYju",
-	"brhi0NUlj5WsNpzYas3Epqm504xc61e/S3S54ikrcpCm2bUe9uFV6+aKrVoKjlor7SCfUblIzmutLzVb",
-	"aw+brWZrSg9bu+yZswim6Y9t7xt9ioDp9OLi4mIaI21PizN0zd67uMtpEOAAUyuv4ndGGpnS3lzBF5e4",
-	"frXAYqam4mpVO6oxV5iDYKysEat1wshPNREDa1FkaWztiQ1W0W3OB+WAI2k/wte6WeGvupL3FcsYdasu",
-	"GOh+6Q4RatK6vUnl/gBqtHx7o+nVGJe+tzrPzIq7KqjB8lzzKkr8yQjPRiOeTpzGnpqrpOxV4lKp+iIm",
-	"5e17hg+0i/018mKZWTuL2KwcGrz0vUTpGmi0VYDkwhDk0pbNTxOAUi41p6Qun/Ei1IOydpKgaWgtRUQh",
-	"R2TiuxdCLlkPWJaLnATSkdCUnFKybFMVA+NaiwEJGU29wLRkQuhpHQXB8krFaKmGYtGCKkht4ncdJirX",
-	"EHnWWwLaPFLR5C6y+cXHkan10rBWeF0ncObV9rVFXVX/kgvqzui41t328ZOKm1fF3U1HTQsoKl+1lpZX",
-	"VtcePFwPeC+MoD8Yiq/P4pFUyTepNtn4/GLy7dwqbs7I7bshxbxi65qbIlBsnfOisrRZLq2iyClVgrgi",
-	"1cjd5OMKQ37SKmglWL+9RXFJFTZozTFEcQsQNVidZyE1t4F8BA1picElSDp99QYq0WbHYNdTO7qHAIkK",
-	"o5yerGqOq7W1d9Yf89H79UW870wA3xFzznDgnWp7r3DrtBC9xK8EN3J/B2XWN9k2D4ef2PhnzcZZwoxi",
-	"rSCYgl6XWuczHsfuNjO0Wt4Rj7skuBKTz9aTnEMcN9xFgYUDzl7jk6fmLAWBc8SRK9Td+xOqCLobeez+",
-	"nu5Il4lMDte8NsSiWLKV8tYIb9MMrAtZUZDcxtHtcB3ZLQLIXZ8CE0T1hIHJ9e5cHs4hnYKGUS8GjR06",
-	"r/OVYEtHVqMt5QQEPeP+v6crEZZ7erGYYawVG4CpzrFdXPQwjZ6QKUiQTJgm685EvGkHO7JbF/bu5kEc",
-	"cvXkWMLteQXHdWf8ps2O3FKRu07L+eSLK5hIxrRZEab3WbEAn81Mz+/Iupn5zAXzfeZi+T6ridCT6/0A",
-	"xsrKYH8a3qAKRoqHUEjLxUvyi+UmlKTPoN8nU0sWruWOtJFN2x8rBRlJ0LcpBlQQa5cyErqurKAUW7Ae",
-	"bgo6KQkdaW9vY3ygmuwAElvDXiZIGxrCvslGLN9RVjr9/AqujqQtFzbjdmSz0ij8Bhch1W+yPpyjMUnj",
-	"1tlq5Vyc96Rr69J95tKywTuegkvWuAbdjiGNRGh+6jru562ykJwZL+U2WbZ4A83ktFBVNb0Q0WUpflVl",
-	"hV+BKfHBe6LE2y2sBXcDqtFu8Ys/edi1cnuL4ubWj0BVvwJbH/Pmpkzh3auJ77lS5TzqE3mzgu1ukTAK",
-	"KZ1QGCSsyQ6isqjpbYeoITSYDdaVWRx3WRhTrjLqm6lPE+LIhpmLa4tdpkFH9iC/iJktrATriy6BwN0X",
-	"63Sk6lcyD7hmPQCZh8rrtEo5v/k9aZW6FOoPrFVu5mV3aYS9Pe/nxcCfDK0ZrUX5NtzaJJSp5bMSQfgs",
-	"T430izyi3CPJMk0ZPi4R8t1YYKjm7lt2t5fQfDipVWvxHfEz0DUom5VBNiLisTqzV05WZJWD73nODaVq",
-	"TM3E5hXpUy7Te0/Sp64S8NKJn48ibUob9rOTNj9r4WEpyQqPd8r+pJ1/EuxvE4mnBfe57wISXa4UvVfE",
-	"NH3nFfFZyfngW8HakddIVitBZyQrygqHYhYyGYPWlRshhe7IgRiDXGyyr9y11t2rla7dSkGr0NMbJq0j",
-	"bcO6qoTx6Qrx4k03Uukid+q7yZ7KeIIgzYZ+qtjKXqsFsiMdwCr+vYSL9OaPEbDZPMtzoWGxDoeVi4Xf",
-	"lySsqUeulYStdzbkXMEqR2t+fjSViwD/mn3cn7Da24lbm91gDRqb+E20ggZiX6XTfAwni95OJtsSg2+v",
-	"9Tl87r5/j7jB3Xl1DZskqQpRKgrNsqRZqVfx2s9PqokzY5CgyyC1WIz2Tmi9LoG4OeGj+CZHy9ME5GYi",
-	"DhMI77b2vONy8uPMhS/U97NdttwMilqO0g1kRWVO7X7kjacN35jmrtnGo3KNic+4Lv9rlnM0rjMRu9RL",
-	"YW7abNIK19PWgf36o5AWjc2McoU473wTD+j/cyDh0m32xT8+cXbB4k3blpfc3+oNPCwkwHvbwXyI6/5b",
-	"jP36kwPw7R2AZrqdrAdDgUbkDObOCeMn4Q0sZ5ifzLBCtYDw+QlCb7eIou6jUFaX/ouZLPrKsxJ7XJ5c",
-	"/m8AAAD//w==",
+	"7D1LbxtJen+l0FnAUqZJN/WyRWEPsizNMGPJih4zmzW1YrH7I1mjZlVPVTUljiHAc9hTDnPILQh25xAE",
+	"SA7ZHBJggQDZX5B7ruP9AfMXgvqq+kW1JMq27NmBLxLZXY+vqr73o/jSC8U4ERy4Vl77pSdBJYIrwC9P",
+	"aHQAX6egtPkWCq6B40eaJDELqWaCP0yk6Mcw/uQrJbh5p8IRjKn59AsJA6/t/dXDYoqH9q16uG97eZeX",
+	"l74XgQolS8xwXts7GgGRdlrCFBnTeCDkGCIiJBlQFisyoTGLcPYNwoUeMT4k51SRcET5EKKmd+l7W4IP",
+	"YhZ+MMhDN78i50yPiMZXSqQyhAeKKE01kAVNz4ATFvlEwkScQUTOYOqbP4TGEmg0JVKYptEiLmpHyD6L",
+	"IuDve1UhjWOQ5jjOuDjnpJ9qMqZTs/skEkSPmEIAO1yD5DR+n/BtcpJyuEgg1BAhhqQSNnDHI9CUxYTD",
+	"xADPwziNQBHmgLQg7wm9I1IevU+Q9wRRaTjKMcI3uG32csIU68dAtED47bYjmEdCPKNyCB8Kn/simprz",
+	"jw0QkugR5QiiAmk2l4YhJNru6DGnqR4Jyb6B97qru0wpxod+wTJ8knJE2ILAhCRwkTAJEekDlWYp4gx4",
+	"0/O9EdAIJHK+L7/8srGZ6hFwbcCFKnx6moDX9pSWjA8NJHbRE8pi2o/f+xGZI2ChwRZucAhPxDEce3Zc",
+	"nG8QCVpOCR1oPD0gPB33QRIxIApCwSNDF11+YFo1Nk2rJjGDR1TTPlVAIgEKcZRydQ4S2RrjhGlF+oZ+",
+	"yMLmfufz7b87PH365PSos7v9/PhoEcmwyx0gDxSJgEYx41C0Ptj+2+Ptw6O8C0moUuboGCfnIxaOSGim",
+	"z/g804SqM4i6fCAkcn2lhYRogxginxIqh4IvsYio2OyFplNz0qmabuToavaKKfuRDwk1MoZPuzwUnENo",
+	"NlaZh8yyuBzQ3c1fnW4939s7bBPB4ykONwIa6xExxwqKUAludxC7poJHXa5HMF40aGf4eWm+MmUxKM3Y",
+	"7PIqMpbOpBYPDT8bgswRUaVJIqSGaBciRo+w0fvFyIxZWHTk5shIrzyrma1HFszI1GyWQSaRaiJhSGVk",
+	"2J859EWDA8dHO43HTc9M5GY3wG0m7HOY4mKiiJkxabwvRQJSM6O8DGisoEZSbO53jHhtkl6aREawbuoe",
+	"oTwiPRWKBFTPHmJ8TqeKJBIQesZRwjle90CRXEsybCMpTfvSCyXYYW/bwiM2BqXpODEs0/V6Mj1M+19B",
+	"qDvRbd2LhrMncHO/p6Wml74HfMKk4GPgc8y5XWlseiMnVXdc7Iiq0WY8FKYT8HTstV94Gdl6J/4se/U9",
+	"ditkFh0sUIYceATRsYLbunVKTS99L6bK6AJIZQnVRkvw2t5vXmw2fk0b3wSN9ZOXK5e/8GogND2P1Z2P",
+	"PevWSUy3Mb14BnyoR157ZbVmkjFoatjxbVPsZu0ufY/T8a27sGfaXBpEhgG7MK2vUvSASaPUjqikoQap",
+	"jNyw/DSUoMmC+YyClNhRkKZWyFhIWPTJANlfKIacKWSBSIOGdup2+fTk5aq/vFa/0xKSmIaGVDp3wgon",
+	"/+94QK7Xm9Kl634A1HHX0hGvBkHd8qy6vyPF+G7rs+zrVuhsK9NeU52q+WY4tG1NrzfaBg2czsNfjrJ2",
+	"l76Xs+c7nBfu+NepUe4MT2GRV4bYEUOO5yV6L/GkWl7sl9h6vnUFpxLYzkCdn8gVIurR5Oy0RwYijsW5",
+	"UQ+mhJLj485TI11CygVnIY2JeSkbqPEYFbZJtlGrMRZhLoJQ10N4VJePqHIDTR6RBQVAentwnsHRW9wg",
+	"RtfAiSYgFRPcCGarrhvBOwJUWghcMKUNbZ7BtMuN7KaoQCtjiVBtHis3q9FtBkKCfSHTGFDPMgpOODIK",
+	"sNVg4IKOE6MNe2bpQWs9oK3+UiNcjlYaj2B10HhM1/uNIGxFS7A8WKGr/SpDML1eBI112hicvHx82cg/",
+	"r8zxubVUzz4qCH31kJxp0DN7FIFkE4jaqMVk5gOqCrnY65FuGgTL4S+Nim34WS7OQs0mBtdcPy+TlfUC",
+	"7gnV4WgLN9cCqEp+lxsVnKryYQ7J/GcaxrfSdnm+bDojZehFx3ZvGQ41Zjz7mgNOpaTTK+SGk9cRRd1E",
+	"d1vXX5Z+c7u6UqLQt9NY7lsluKtUuTunn0EiBO56JIreTO+3HjWjt+tUcst9ywYyMrKMuTHt40s08jJN",
+	"3zWhUhpbrWfVns9h2vtoAXy0AN6vcv4GOvN7Uyozsqg3Is5HIs5MhiY51EaHYM49xXTmv+oDUSNxzgkd",
+	"UsZvshKWAr+19Lh+zR/124p+W5zMO9N1n1ZZTvW4dyQA0XChN4imfZ+gz28AToNCPkqH4Biy87mgYtwk",
+	"BzBIlWmojGrcMwTQa3e50COQZCvAAbZaJBRcSxGXbFKfPN1+5pPjT5aCpcfu/7r7v/n61T/gh237YG3N",
+	"PVhbt9pqyTJrBUbxKSPdb7rdiyBomL+PzZ8n5s+W+bNtHrZ2ut2LRzvm4/pONzXT49/116/+rfH61b+/",
+	"/vZfGq+//deTv67F1O1ZBlwoziXefJpIEc3AufQY9bP8+zWUclIimma7cQ0YOwziaFtKIe+snGnK4hq/",
+	"uO8NzJhXkWOT/M3h8z2SCIzEEMZduAPdhgu9h0aTfBg8NOjcW8TYCCUJlXQMGt1v5kWzbg2MlyWKGc7z",
+	"va9TkFPLRUa5Y7VGysxSl8EKuwA/W2MdGXyGLuA77lnBnTJgxdntIN1AjJ2qyCtQKGSNcAZv1lbeIdrs",
+	"luRe/QZomdZoZAPDIBAN7CKIGBCqyVgoTVYDokXSiGECMSk2zvqUgvU10p9qUMZ25cYgZjRmCqJml3cw",
+	"YnwGCXqc0XdrfcyhhmjRBlaFjEDiUDYCorLAYJQzgjL0q8HsbvveRWMoGu7hV0rw5gE93wWl6BBF9Z4T",
+	"69UlP+dguaAYIGO0cWGqSQxUaSI45NG/nKXlzLB9lfF1+RXOZ2gIpzAtDcEMJU1GRIH5rIVUZKHKHBex",
+	"JYZo+ixi0kY/aExg3IcoYnyofCImICWL3P4zJWJqdn/hNr662OzyL0dMA1EJDYEsHHMWiggeKIKPTw/N",
+	"40XfRWoHNI11gw25kBQ3QURgWUTubHxCFQu7fDeNNYsZH6Y0Jvsx5WbsT4Jg86mBIVhe2cH/a60t87/V",
+	"Wt2x/9cC/P/oyYr7v+p3+fEnrcfBEwS69TjYsatwD5aC7MFakC0LHyy31nCMne3AvtjZti13tnfs/53N",
+	"AAff2dlxLXZ2HtvtPv5k6XEQkEigYyEUqY2PuMO3UTdHkAabzyXTGjiiS5fHTIOkZamXe2iYJmOgXFm/",
+	"LB1jFHl7a3ezsbS2ZA9aECtFgQ8ZB3VF8i05i/8a1lCIwbklXqnPUpD32TQfN5/+73f/908//Pb3P/z2",
+	"+x/+8dUPv/vPH373Xz98//eNH77/7vWrV43Xr76zIzdev/rD629/33j97R9ef//qz69e/fm3//zjH181",
+	"fvzjdz/+959+/J/vf/zTfzR+/NMfT94EwFqmVrbPr0ovTlhEKAljZhhMOBJCgUIfNyUczg2XaZNaf1/J",
+	"u2c9dl2+cLCzRdZX15bauX+Os74hgEc+mVDJKNekFVxcLDbJJskSRgxirATr9+9oe5R/Wb5svHi8Tvsn",
+	"lSe3+duyQOGVXcRlr6w+Ii4A6XI1aiJqN+gXYNSV+T1eJRXnctaZZZQHpSkPoXamQmCP6QUbG5m9ur6O",
+	"xGK/rZTc+XlA1vc003H9iNrFZUun1xepbvdjys+821QBfJsNf6OaXgQfqgfwjJ0B6ZWU+J4/j0giC2W9",
+	"fLFZZSCr8zKQt9OjPxRXuQft/wAdxG/jHJX5Ad+E+w4NLi/rUAT9A28Dw5u5gYaShrAPkono0OagXEXT",
+	"z8Q5iQUfWpdcjBly5AwgUeRcyDPGh2Qh0xuXAxLRqVpskgCNhj5qgNYFj9kV1CB1CA5pLeEura4vBQ5t",
+	"7ZNaQp7fV1O3w+giqXi7EnZqzJy2BGrU8/y7EfdQfjAByQbTWq/YYe6emYv9WSAqLv7lGTboeylnX6fg",
+	"XhvV3cxjnQN3xIk384O+nTuS3b/jJufb7iRdRG4OgzLK6L/sYqlj2RUX8EyEyvl7akOJk0eohbgmqjZi",
+	"uOFUQDVV5owfZK0JixTmO9EkASqNRoo9hESRXEipDIA59IywqmdkPUt2ZePkZctfu8alelQ6nWJ+e2an",
+	"NERf1725QwqkrFVdlpeX162qniVAYt6XshlLWxtkQuPUMh3mLNFxqjQZ0Dg2baZApSJBELSMVr6+vr6O",
+	"nMkYdxOQGlBZPz7aMns/EHJMtdf2IqqhoRku/ArAx+hQvBsTHzNeftq6Je42owerqvqwQXgax0TCWExw",
+	"5c06t5ppY5MkrV/gvbnZKiKqdktnQatxL1WcLDe6VG5a5x1RcfxGLpYDmyhjzUHrebcc5rpzmvV6XLMd",
+	"83pB7i/MWCdgv0Ap+TYqjDXnOkl96IJGkQSVeyKc7Yd2t8sSBHSkoHqy0NmfrBgNpLM/WbM5sC6V+4Ei",
+	"GNlwo6EHy6opM8RSmwD2drLx7LqwjMvhoqq8lCIB3ahYTojMALm0ujaL9jX5WlYCHr7vSLJZ7sm1mLIl",
+	"oooU/2LzWeep53u7m892nh/sbpvPe8+PTneeH++ZzwfbXzz/HJ9u/2q/c4Cfjrb3NveOTnc7h7ubR1uf",
+	"mXd7X3QOnu/tblcfd/YOj3d2Olsd8/xw6/n+9mGtPmdBOwCVxnfGXreem7aqtPIPFPc9gztm7b1JVPXO",
+	"Qcv3FvPDuqWSM6AvRAyUX0Fd2863h3oVh22gNZVMTw/NLHaxtpphM7WxiDoONmbc5Wgu9LKk9s2nu529",
+	"06Pnn2/v9TBLneY50oQplWa5EoUiaXgALg5XgJMWQmukdWKTwhkfiKuAdMyQyicxU1r5rrhJ+bmNRnlE",
+	"0OBhoDI4rGttTMMR46DIwlaHJCyB2Hzzu7xPw7M0IV+JvvJJQqXmNqQEQ4m55sYcfELDM+BRtgSFfI30",
+	"9p8fHpGHNGENjDhZS6vX5YK7YoIiPwSmVtFrdnmX25w8Q344A4GLEBJdLggIRxCeKeddZ4pEIkzH1hjF",
+	"Y1Zd3tt0RTI4Rps8sdUoNqEMjwk/Qq+NA5eOz7/xnLo80/jPR0JBkdjuwhzWPWye2RQ/m90OxXIeGOAu",
+	"GhlCNrBtr0lsFo2t9dCCUGJJgCyUOMkiUeCOcUw5HYLCNJoux3NE4Ul1bcfMLsGGrsRkJVjBKPDAHkDE",
+	"InSZY6oiHoQFyeUNDNnErNl6wvNqlRGdAFlYCZYX26UcA2sM+cRG4bE6A1GRUATVrG8k4sjuE2rxMQ3P",
+	"lE+4kOZlbOaKBc9LoZhWEA/IAs1K5awrjdtio2mX58U5mlASUw2uDmlqx+SCg/1Eo3xa3GWb+kk1Eak2",
+	"0xpoFrFpl9tlFERCXZTcbnCTdPIF24VmhFZecDGBWbFBn7o129JKrPYxCowFPcMJVwaEIxp6QL8OSdCx",
+	"Y2zKLleaocpJo4LEpz5+dhDZDfSxstCZqhU04qJAELKgBGE631RMPLUgWKXXYJRPbEArnprV6pEU6XDk",
+	"louFNmeg0KeOHhdjpSHRQtTlmHhiyT47TpqZcqiyoUqN3UbGXOaq7QZ26Z4+4VRKNM7znY66/HzEYnBw",
+	"WsYiU24jPBZbscJpYSVomW4GZy27QS83Jkn0rivd6ZGFzKOOi6pkts1WzXY58l+C2yYGA+BYmITBbvTt",
+	"Wr96z4YXYhYCtxaP1em93c5RybftZXza8z0XwvDaXqsZNAPTSiTAacK8trfcDJrLLhCPIitnvebLEPRV",
+	"ebEH52YVWH1gze2stIiSvtkQjCCj72rDHs1YSEcQY6rDkW+jm71njJ/1iI3952l85hiPD55lSj2HC00S",
+	"OgSy0JMQ/7LrmSddr2eOoWdd7JgZDMa4x1xBapFkLJC5u3GyvTfoS4fSMETkBr1Pt8vi5iWLLt0W57zX",
+	"6BPeM6a0SwPG3XKJD8prv3iJKQ55SoM7j1wX8ecs3yorzfVDVrXDecedURPN4FeD4GJAbHq0X5CLS442",
+	"ukUdNC68MS8Y1ayu65ZYzpyab9ySAnjdoLUJVe9s9LIDYt5hKxmO1w0cszHTlSFdQN66AnJneaviKG9d",
+	"dZTXHHlCv05hg4QiQcY7kGKMZFKlSUc7iYQJE6lCOrwOHcJUKiEr4M4fxC47Hz+p8bdcnvjVWxCWguCG",
+	"+smsbjJ3UL6oeL69pWBppRG0Gq3Vo1bQXg7aQfDr+sS7wrX6FeXgzfpzjhVEVsinWoyR+0SQxGI6xrsb",
+	"rhh0dcljJavNALZaA1iRmltk5Fq/+l2iyxVPWZ6DVGTXemYMr1o3l2/VUnDUWmkHGUTlIjmvtb7UbK09",
+	"braarQIftjpk31kERfpj2/tanRqF6fTi4uKiiJG2i+IMVbP3Lu5yGgRmgsLKq/idDY4UuDdX8MUlrl8t",
+	"sJipqbha1W7EmCvMMcpYWSJW64QNPdVEDKxFkcrY2hMbpCLbnA/KKY4o/VC/Vs0KfdWVvK9YwqhbdU5A",
+	"D0t3iGCX1u1dKvcHYKfl2zsVV2Nc+t7qPJDld1Vgh+W54MpL/NEIT8djKqdOYhfmKgp7kbhUqgGLUXj7",
+	"nqZD5WJ/jaxYZtbOQjIrhwYvfS8RqkY12sqV5NwQpNyWzRcJQJJyRTGpyyc0D/UYXjtNjGloLUWjhRyh",
+	"ie8ahJSTPpA0YzkJyDFTmJxSsmyliIFQpdgQmYzCUaAomWCqqKNAtbxSMVqqoVi0ShVIm/hdpxOVa4g8",
+	"6y0BpZ+IaHoX3vzyw/DUem5Yy7yuYzjzSvvaoq6qf8kFdWdkXOtu+/hRxM0r4u4mo4oCisqr1tLyyura",
+	"o8frAe2HEQyGI/bVWTzmIvlaKp1Ozi+m38wt4uaM3L4bVMwqtq65KcKwrXOaV5Y2y6VVGDnFShBXpBq5",
+	"m3xcYchPWgStBOu398gvqTIdWnNMkd8ChB1W51lIzW0gH0BCWmRwCZJOXr2BSLTZMWbowo7uGwUJC6Oc",
+	"nKxKjqu1tXeWH/Ph+/VFvO+MAd9R55yhwDvV9l6h1qIQvUSvqG5k/g7MrG+SbRqOPpLxz5qM04RoQVpB",
+	"UCi9LrXOJzSO3W1mxmp5RzTukuBKRD5bT3IOcdxwFwXmDjh7jU+WmrMUBM4Rh65Qd+9PKCLobWSx+weq",
+	"y10mMjpcs9oQq8WirZT1NuqtTMG6kAUGyW0c3U7X5b08gNzzMTCBWI86MLrencvDOaQlKBj3Y1BmQOd1",
+	"vhJs6fJqtKWcgKBm3P8PVCXC8kAt5hDGSpAh6CqM7fyihyJ6gqYgqmRMN0lvJuKNO9jlvbqwdy8L4qCr",
+	"J9Ml3J5X9LjejN+02eVbInLXaTmffH4FE/KYNsnD9D7JF+CTGfD8Lq+DzCcumO8TF8v3SU2EHl3vBzAR",
+	"lgf7RXgDKxgxHoIhLRcvyS6Wm2KSPoHBAE0tnruWu9xGNu14pBRkREbfxhhQjqw9zEjoubKCUmzBergx",
+	"6CQ4dLm9vY3QoWiSA0hsDXsZIW1oyIyNNmL5jrLS6WdXcHU5bjmzGbdjm5WG4Te4CLF+kwzg3BiTOG+d",
+	"rVbOxbknWVuX7jOXlA3eMQguWeMa7XYCMmKh/qnLuJ+3yDLoTGgpt8mSxRtIJieFqqLpJYsuS/GrKil8",
+	"CrpEB/eEibdbWAvuBlSt3OIXf/Jq18rtPfKbWz8AVn0Ktj7mzU2Z3LtXE99zpcpZ1CfyZhnb3SJhGFI6",
+	"wTBIWJMdhGVRxW2HRkIo0Bukx9M47pEwxlxlI28KnybEkQ0z59cWu0yDLu9DdhEzWVgJ1hddAoG7L9bJ",
+	"SDGoZB5QRfoAPAuV10mVcn7zPUmVuhTq9yxVbqZld2mEvT3v50XAHw2tGamF+TbU2iSYqeWTEkL4JEuN",
+	"9PM8oswjSVKFGT4uEfLdWGBGzD205G4voXl/XKvW4juiZ6BqtGxSVrKNRjwRZ/bKyQqvcup7lnODqRqF",
+	"mdi8wn3KZXr3xH3qKgEvHfv5INymtGE/O27zs2YeFpMs83in5I/S+SdB/jaRuCi4z3wXkKhypeiDPKbp",
+	"O6+IT0rOB98y1i6/hrNaDjrDWQ2vcFrMQspjUKpyIyRTXT5kE+CLTfKlu9a6d7XStVcpaGWquGHSOtI2",
+	"rKuKaR+vEM9buplKF7nj2E3ynMdTo6TZ0E9Vt7LXagHvcqdg5T8v4SK92WOjsNk8y3OmYLFODysXC98X",
+	"J6ypR67lhK13NuVcwSqHa352NJWLAP+SfdwfdbW3Y7c2u8EaNDbxG3HFGIgDIYt8DMeL3o4nRyK8PmF2",
+	"06bw2Jt5Dc+SaqYCwd6/xokCHpVzkRVZ6Hpaoi9apLrrLboiMFtQYBPd3a9LKLwk0620/DMamFcSFTd6",
+	"YRYf6WhFLJA2cUTpaQyqy62lKSfFhZx9xqmcktQATnq41IfOOY/rigWNCq0NUwkhVoC3GNcxq09BPzXb",
+	"dasOpeFCPxzpcXzLL33UsQWbqvjGeORKebz2i5MyVmFCzuZ+B39uYAASbHTFyLxz6OOkJTzKl628E8QS",
+	"W4jyzbWeqc/c+3vULt3NaNftmhShkZ1MkTRp3rgVz4w4BaVuWu8YtGQ3EEbph1IeKOJaE8bJvhRj0CNI",
+	"1QNlL+ayxcHtgjD6UyJFqsEhL9Wpyq5johp4OCUjprQYSjpWfsUAwb6hiMDPQz0hDUfuqyuqGABEfv7D",
+	"JV3u7uQqfnolESJukj1BYtqHGHUWZblNJatL5mGiJsHbXYqCpC53P1HCNOEASEOWYtvu92IYWlGGb+lz",
+	"Ic9svGsqUknGgjMtDAHYQovs3qgrlLbrjmA+YktiyvgbUJs7undPcA585NgFUtyEc660oTmllm9c5wJ+",
+	"ngDfTNhhAuHd6C0buJyWPXMVFY693yHLzSDn8aW7EfOawdq9zDoXHe+Fi2XDI/sq/WjUOVWkn7LYJYUz",
+	"fdNmo756PT87sK8/CDvDuY20tCWC73wTD/CXgwyzXKjwBeexWLxp27LLQG6NUxzmusm97WA2xXW/Y2Vf",
+	"fwxNvH1oQhfbSfowYjy64g3IEOMnEaco176czJBCtbT5xcnlSb6IvCItV6Mv/Zcz9T2VZyXyuDy5/P8A",
+	"AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
