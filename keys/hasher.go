@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,18 @@ type Hasher struct {
 	params Params
 	slots  chan struct{}
 	wait   time.Duration
+
+	waiting atomic.Int64                        // callers waiting for a slot now
+	busy    atomic.Int64                        // calls refused with ErrBusy so far
+	onWait  atomic.Pointer[func(time.Duration)] // see OnWait
+}
+
+// HasherStats is a snapshot of a Hasher's work, for metrics.
+type HasherStats struct {
+	Slots   int   // how many argon2id computations may run at once
+	Running int   // argon2id computations running now
+	Waiting int   // callers waiting for a slot now
+	Busy    int64 // calls refused with ErrBusy since the Hasher was made
 }
 
 // NewHasher returns a Hasher that makes new hashes with params (which the caller has
@@ -36,21 +49,52 @@ func NewHasher(params Params, slots int, wait time.Duration) *Hasher {
 // Slots returns how many argon2id computations may run at once.
 func (h *Hasher) Slots() int { return cap(h.slots) }
 
+// Stats returns what the Hasher is doing now and how often it has refused work.
+func (h *Hasher) Stats() HasherStats {
+	return HasherStats{Slots: cap(h.slots), Running: len(h.slots), Waiting: int(h.waiting.Load()), Busy: h.busy.Load()}
+}
+
+// OnWait makes fn hear, for every Hash and Verify, how long it waited for a slot (0 when one
+// was free), whether it then got one or gave up (ErrBusy, or its context ended): the queue
+// that argon2id's bound builds is what a metric of it must show. fn replaces any earlier
+// one (nil removes it); it is called on the caller's goroutine and must be quick.
+func (h *Hasher) OnWait(fn func(time.Duration)) {
+	if fn == nil {
+		h.onWait.Store(nil)
+		return
+	}
+	h.onWait.Store(&fn)
+}
+
+func (h *Hasher) waited(d time.Duration) {
+	if fn := h.onWait.Load(); fn != nil {
+		(*fn)(d)
+	}
+}
+
 // acquire waits for a slot: ErrBusy after the wait, ctx's error when it ends first.
 func (h *Hasher) acquire(ctx context.Context) error {
 	select {
 	case h.slots <- struct{}{}:
+		h.waited(0)
 		return nil
 	default:
 	}
+	start := time.Now()
+	h.waiting.Add(1)
+	defer h.waiting.Add(-1)
 	t := time.NewTimer(h.wait)
 	defer t.Stop()
 	select {
 	case h.slots <- struct{}{}:
+		h.waited(time.Since(start))
 		return nil
 	case <-t.C:
+		h.busy.Add(1)
+		h.waited(time.Since(start))
 		return ErrBusy
 	case <-ctx.Done():
+		h.waited(time.Since(start))
 		return ctx.Err()
 	}
 }

@@ -56,3 +56,75 @@ func TestHasherBoundsConcurrentWork(t *testing.T) {
 		t.Errorf("Slots = %d", got)
 	}
 }
+
+// TestHasherReportsItsQueue checks what metrics read of the hasher: every call's wait is
+// heard once, whatever its outcome, and the snapshot counts the running, the waiting and
+// the refused.
+func TestHasherReportsItsQueue(t *testing.T) {
+	h := NewHasher(cheap, 1, 50*time.Millisecond)
+	ctx := context.Background()
+	waits := make(chan time.Duration, 10)
+	h.OnWait(func(d time.Duration) { waits <- d })
+
+	if _, err := h.Hash(ctx, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-waits; d != 0 {
+		t.Errorf("a call that found a free slot waited %v, want 0", d)
+	}
+	if got, want := h.Stats(), (HasherStats{Slots: 1}); got != want {
+		t.Errorf("idle: Stats = %+v, want %+v", got, want)
+	}
+
+	release := holdSlots(h)
+	done := make(chan error)
+	go func() {
+		_, err := h.Hash(ctx, "secret")
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.Stats().Waiting != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got, want := h.Stats(), (HasherStats{Slots: 1, Running: 1, Waiting: 1}); got != want {
+		t.Errorf("queued: Stats = %+v, want %+v", got, want)
+	}
+	if err := <-done; !errors.Is(err, ErrBusy) {
+		t.Fatalf("Hash with the slot held: %v, want ErrBusy", err)
+	}
+	if d := <-waits; d < 50*time.Millisecond {
+		t.Errorf("a refused call reported a wait of %v, want at least the 50ms it waited", d)
+	}
+	if got, want := h.Stats(), (HasherStats{Slots: 1, Running: 1, Busy: 1}); got != want {
+		t.Errorf("after a refusal: Stats = %+v, want %+v", got, want)
+	}
+
+	go func() {
+		_, err := h.Hash(ctx, "secret")
+		done <- err
+	}()
+	for h.Stats().Waiting != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(5 * time.Millisecond)
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("Hash once the slot was given back: %v", err)
+	}
+	if d := <-waits; d < 5*time.Millisecond {
+		t.Errorf("a call that queued reported a wait of %v, want at least 5ms", d)
+	}
+
+	h.OnWait(nil)
+	if _, err := h.Hash(ctx, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-waits:
+		t.Errorf("a removed observer heard a wait of %v", d)
+	default:
+	}
+	if got, want := h.Stats(), (HasherStats{Slots: 1, Busy: 1}); got != want {
+		t.Errorf("at the end: Stats = %+v, want %+v", got, want)
+	}
+}
