@@ -112,6 +112,7 @@ type Service struct {
 	log       *slog.Logger
 	usage     *usageRecorder
 	verifier  *verifier
+	verdicts  *verdictCounts
 	stop      context.CancelFunc
 	watching  sync.WaitGroup
 	pings     singleflight.Group
@@ -143,6 +144,7 @@ func New(cfg Config) *Service {
 		log:       cfg.Logger,
 		usage:     newUsageRecorder(cfg.Store, cfg.UsageFlushInterval, cfg.Logger),
 		verifier:  newVerifier(cfg.Store, cfg.Hasher, cfg.Logger, cfg.CacheEntries),
+		verdicts:  newVerdictCounts(),
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -249,13 +251,24 @@ func (s *Service) Authenticate(ctx context.Context, token, ip string, op Op) (*a
 		return nil, err
 	}
 	now := s.now()
-	if code != "" || k.StatusAt(now) != apikeys.StatusActive {
+	if code == "" {
+		switch status := k.StatusAt(now); {
+		case status == apikeys.StatusRevoked:
+			code = apikeys.CodeRevoked
+		case status != apikeys.StatusActive:
+			code = apikeys.CodeExpired
+		}
+	}
+	if code != "" {
+		s.verdicts.add(ViaBearer, code)
 		return nil, errBadBearer
 	}
 	p := apikeys.PrincipalOf(&k)
 	if err := authorize(p, op); err != nil {
+		s.verdicts.add(ViaBearer, apikeys.CodeInsufficientScopes)
 		return nil, err
 	}
+	s.verdicts.add(ViaBearer, apikeys.CodeValid)
 	s.usage.record(k.ID, now, ip)
 	return p, nil
 }

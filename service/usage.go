@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apikeys "github.com/qs/apikeys"
@@ -22,6 +23,9 @@ type usageRecorder struct {
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	// What flush did, for metrics: batches written, the uses they held, batches that failed.
+	flushes, rows, failures atomic.Int64
 }
 
 // usageStore is the part of Store the recorder writes to.
@@ -77,11 +81,15 @@ func (u *usageRecorder) flush(ctx context.Context) error {
 	}
 	err := u.store.RecordUsage(ctx, batch)
 	if err != nil {
+		u.failures.Add(1)
 		for _, use := range batch {
 			u.record(use.KeyID, use.At, use.IP)
 		}
+		return err
 	}
-	return err
+	u.flushes.Add(1)
+	u.rows.Add(int64(len(batch)))
+	return nil
 }
 
 func (u *usageRecorder) close(ctx context.Context) error {

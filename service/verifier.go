@@ -72,6 +72,8 @@ type proof struct {
 // VerifierStats counts what the verifier did, for tests and metrics.
 type VerifierStats struct {
 	Hits, Misses, Loads, Argon2, MemoHits, MemoMismatches, Limited, Rehashed, Invalidations, Flushes atomic.Int64
+	// Evictions counts cache entries (rows and absent handles) dropped to make room.
+	Evictions atomic.Int64
 }
 
 type verifier struct {
@@ -158,6 +160,12 @@ func (v *verifier) flushLocked() {
 	v.stats.Flushes.Add(1)
 }
 
+// connected reports whether the feed vouches for the cache now.
+func (v *verifier) connected() bool {
+	trusted, _ := v.trusted()
+	return trusted
+}
+
 // trusted reports whether cached rows may be used now, and the generation to load under.
 func (v *verifier) trusted() (bool, uint64) {
 	v.mu.Lock()
@@ -196,10 +204,14 @@ func (v *verifier) row(ctx context.Context, handle string) (apikeys.Key, bool, e
 		v.mu.Lock()
 		// Cache only what no change raced: a change bumps gen, and its row is stale.
 		if v.gen == gen && time.Now().Before(v.trustedTo) {
+			var evicted bool
 			if found {
-				v.rows.Add(handle, cachedRow{key: k, found: true, loaded: loaded})
+				evicted = v.rows.Add(handle, cachedRow{key: k, found: true, loaded: loaded})
 			} else {
-				v.absent.Add(handle, loaded)
+				evicted = v.absent.Add(handle, loaded)
+			}
+			if evicted {
+				v.stats.Evictions.Add(1)
 			}
 		}
 		v.mu.Unlock()

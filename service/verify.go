@@ -33,11 +33,17 @@ func (s *Service) Verify(ctx context.Context, p *apikeys.Principal, r VerifyRequ
 		return Verdict{}, err
 	}
 	k, code, err := s.verifier.check(ctx, r.Key)
-	if err != nil || code != "" {
-		return Verdict{Code: code}, err
+	if err != nil {
+		return Verdict{}, err
+	}
+	if code != "" {
+		s.verdicts.add(ViaVerify, code)
+		return Verdict{Code: code}, nil
 	}
 	now := s.now()
-	if code := verdict(p, r, &k, now); code != apikeys.CodeValid {
+	code = verdict(p, r, &k, now)
+	s.verdicts.add(ViaVerify, code)
+	if code != apikeys.CodeValid {
 		return Verdict{Code: code}, nil
 	}
 	s.usage.record(k.ID, now, r.ClientIP)

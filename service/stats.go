@@ -1,0 +1,135 @@
+package service
+
+import (
+	"sync/atomic"
+	"time"
+
+	apikeys "github.com/qs/apikeys"
+	"github.com/qs/apikeys/keys"
+)
+
+// Via says where a token was presented for verification.
+type Via string
+
+// The places a token is verified.
+const (
+	ViaVerify Via = "verify" // POST /api-keys/verify: a backend asks about its caller's token
+	ViaBearer Via = "bearer" // an API key presented as the bearer token of a call to this API
+)
+
+// viaCodes lists the verdicts a verification of each kind can reach, in the order they are
+// checked. Bearer authentication has no tenant or environment to require.
+var viaCodes = map[Via][]apikeys.VerifyCode{
+	ViaVerify: {apikeys.CodeMalformed, apikeys.CodeNotFound, apikeys.CodeTenantMismatch, apikeys.CodeEnvironmentMismatch,
+		apikeys.CodeRevoked, apikeys.CodeExpired, apikeys.CodeInsufficientScopes, apikeys.CodeValid},
+	ViaBearer: {apikeys.CodeMalformed, apikeys.CodeNotFound, apikeys.CodeRevoked, apikeys.CodeExpired,
+		apikeys.CodeInsufficientScopes, apikeys.CodeValid},
+}
+
+// verdictCounts counts verdicts by where the token was presented; the counters are
+// indexed as viaCodes lists them, so counting takes no lock and no allocation.
+type verdictCounts struct {
+	index map[Via]map[apikeys.VerifyCode]int
+	n     map[Via][]atomic.Int64
+}
+
+func newVerdictCounts() *verdictCounts {
+	c := &verdictCounts{index: map[Via]map[apikeys.VerifyCode]int{}, n: map[Via][]atomic.Int64{}}
+	for via, codes := range viaCodes {
+		c.index[via] = map[apikeys.VerifyCode]int{}
+		for i, code := range codes {
+			c.index[via][code] = i
+		}
+		c.n[via] = make([]atomic.Int64, len(codes))
+	}
+	return c
+}
+
+func (c *verdictCounts) add(via Via, code apikeys.VerifyCode) {
+	if i, ok := c.index[via][code]; ok {
+		c.n[via][i].Add(1)
+	}
+}
+
+// VerdictCount is how many verifications of one kind reached one verdict.
+type VerdictCount struct {
+	Via  Via
+	Code apikeys.VerifyCode
+	N    int64
+}
+
+// Snapshot is what the service has done since it started and what it is doing now, for
+// metrics. The counts only grow; a collector reads a snapshot at scrape time, as
+// database/sql's DBStats is read, so that the use cases know nothing of any metrics system.
+type Snapshot struct {
+	// Verifications counts verdicts by where the token was presented, every verdict each
+	// kind can reach, zeros included. A verification that failed (the database or argon2id
+	// unavailable) reached none and is not counted.
+	Verifications []VerdictCount
+	// Cache is the verifier's key cache.
+	Cache CacheStats
+	// FeedConnected is true while the change feed vouches for the key cache: it is connected
+	// and has said within the last trust window that every change has been heard.
+	FeedConnected bool
+	// Usage is the recorder of key usage.
+	Usage UsageStats
+	// Hasher is the argon2id hasher's state; nil when the hasher does not report it (one
+	// that is not a *keys.Hasher).
+	Hasher *keys.HasherStats
+}
+
+// CacheStats counts what the verifier's key cache did.
+type CacheStats struct {
+	Hits, Misses int64
+	// Evictions are entries dropped to make room (not those dropped because they changed).
+	Evictions int64
+	// Invalidations are the key changes heard from the change feed; Flushes, the times the
+	// whole cache was dropped because the feed had lost changes.
+	Invalidations, Flushes int64
+	// Limited counts wrong secrets refused an argon2id run by the per-key failure limit.
+	Limited int64
+}
+
+// UsageStats counts the writes of recorded key usage.
+type UsageStats struct {
+	// Flushes are the batches written; Rows, the keys' uses they held; Failures, the
+	// batches that failed (and were kept for the next interval).
+	Flushes, Rows, Failures int64
+}
+
+// hasherReporter is what a Hasher offers metrics; *keys.Hasher implements it.
+type hasherReporter interface {
+	Stats() keys.HasherStats
+	OnWait(fn func(time.Duration))
+}
+
+// Snapshot returns the service's counts and state now.
+func (s *Service) Snapshot() Snapshot {
+	var out Snapshot
+	for _, via := range []Via{ViaVerify, ViaBearer} {
+		for i, code := range viaCodes[via] {
+			out.Verifications = append(out.Verifications, VerdictCount{Via: via, Code: code, N: s.verdicts.n[via][i].Load()})
+		}
+	}
+	st := s.verifier.stats
+	out.Cache = CacheStats{Hits: st.Hits.Load(), Misses: st.Misses.Load(), Evictions: st.Evictions.Load(),
+		Invalidations: st.Invalidations.Load(), Flushes: st.Flushes.Load(), Limited: st.Limited.Load()}
+	out.FeedConnected = s.verifier.connected()
+	out.Usage = UsageStats{Flushes: s.usage.flushes.Load(), Rows: s.usage.rows.Load(), Failures: s.usage.failures.Load()}
+	if h, ok := s.hasher.(hasherReporter); ok {
+		hs := h.Stats()
+		out.Hasher = &hs
+	}
+	return out
+}
+
+// OnHashWait makes fn hear how long each argon2id computation waited for a slot of the
+// hasher (keys.Hasher.OnWait), replacing any earlier fn. It reports false when the hasher
+// cannot tell.
+func (s *Service) OnHashWait(fn func(time.Duration)) bool {
+	h, ok := s.hasher.(hasherReporter)
+	if ok {
+		h.OnWait(fn)
+	}
+	return ok
+}
