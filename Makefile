@@ -2,7 +2,7 @@
 GO     ?= go
 NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
 
-.PHONY: run build test test-long generate check-generate lint bench bench-tools
+.PHONY: run build test test-long generate check-generate lint lint-go lint-spec bench bench-tools
 
 ## run: build, then serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
 run: build
@@ -51,11 +51,19 @@ generate:
 check-generate: generate
 	git diff --exit-code -- gen/ go.mod go.sum
 
-## lint: gofmt and go vet
-lint:
+## lint: gofmt, go vet, and openapi.yaml under Spectral (spectral:oas) and Redocly (recommended,
+## warnings as errors), both installed from npm at the versions tools/speclint pins: no error, no warning
+lint: lint-go lint-spec
+lint-go:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags soak ./cmd/apikeys
+SPECLINT := tools/speclint
+lint-spec: $(SPECLINT)/node_modules/.package-lock.json
+	cd $(SPECLINT) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npm run --silent lint
+$(SPECLINT)/node_modules/.package-lock.json: $(SPECLINT)/package.json $(SPECLINT)/package-lock.json
+	@command -v npm >/dev/null || { echo 'lint: npm is needed (Node.js 20 or later)'; exit 1; }
+	cd $(SPECLINT) && npm ci --no-audit --no-fund --ignore-scripts
 
 ## bench: benchmarks (figures are ratios against a baseline measured in the same run): the Go
 ## benchmarks, then cmd/bench (the service as its own process under wrk, on PostgreSQL and

@@ -188,7 +188,10 @@ func (e VerifyCode) Valid() bool {
 	}
 }
 
-// ApiKey An API key. `updatedAt` and `scopes` are always present in this server's responses.
+// ApiKey An API key. Every field this server always returns is required, except `updatedAt` and
+// `scopes`: this server always sends them too, but the documentation pages it reproduces
+// show keys without them, and those pages must stay valid. An absent `scopes` means none
+// (its default); an absent `updatedAt` means `createdAt`.
 type ApiKey struct {
 	// CreatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	CreatedAt Timestamp `json:"createdAt"`
@@ -342,7 +345,8 @@ type CreateApiKeyRequest struct {
 	TenantId *TenantId `json:"tenantId,omitempty"`
 }
 
-// CreatedApiKey A key as returned by the request that created it, the only response that carries `secretKey`.
+// CreatedApiKey A key as returned by the request that created it, the only response that carries
+// `secretKey`. As in `ApiKey`, `updatedAt` and `scopes` are always sent but not required.
 type CreatedApiKey struct {
 	// CreatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	CreatedAt Timestamp `json:"createdAt"`
@@ -472,7 +476,7 @@ type NewApiKeyId = string
 
 // Problem RFC 9457 problem details.
 type Problem struct {
-	Detail   *string       `json:"detail,omitempty"`
+	Detail   string        `json:"detail"`
 	Errors   *[]FieldError `json:"errors,omitempty"`
 	Instance *string       `json:"instance,omitempty"`
 	Status   int           `json:"status"`
@@ -790,12 +794,20 @@ type ClientInterface interface {
 
 	// BatchCreateApiKeysWithBody Create up to 100 API keys at once, all or nothing
 	//
+	// Creates every key of the request, each with its own subject, in one transaction: if
+	// one is refused (400, 403, 409), none is created. Each item takes the fields of
+	// `POST /api-keys`; the answer lists the created keys in request order.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api-keys/batch (the `BatchCreateApiKeys` operationId).
 	BatchCreateApiKeysWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// BatchCreateApiKeys Create up to 100 API keys at once, all or nothing
+	//
+	// Creates every key of the request, each with its own subject, in one transaction: if
+	// one is refused (400, 403, 409), none is created. Each item takes the fields of
+	// `POST /api-keys`; the answer lists the created keys in request order.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -845,6 +857,9 @@ type ClientInterface interface {
 	VerifyApiKey(ctx context.Context, body VerifyApiKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetApiKey Get one API key
+	//
+	// The key as stored, never its secret. `status` is evaluated at the moment of the
+	// request. A key outside the caller's tenant (environment) answers 404.
 	//
 	// Corresponds with GET /api-keys/{id} (the `GetApiKey` operationId).
 	GetApiKey(ctx context.Context, id ApiKeyId, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -924,6 +939,8 @@ type ClientInterface interface {
 
 	// Healthz Liveness
 	//
+	// Answers 200 while the process runs, whatever the database does.
+	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -939,15 +956,23 @@ type ClientInterface interface {
 
 	// GetOpenApiSpec This document, as the server was built from it
 	//
+	// The OpenAPI 3.0 document, as YAML text, exactly as the binary embeds it.
+	//
 	// Corresponds with GET /openapi.yaml (the `GetOpenApiSpec` operationId).
 	GetOpenApiSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Readyz Readiness (the database answers)
 	//
+	// Answers 200 when the database answers a ping, 503 otherwise; it answers within two
+	// seconds even when the database does not.
+	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetSubject Get the subject behind a key
+	//
+	// The identity a key was created with (every key's `subjectId`), which a rotation
+	// keeps. A subject outside the caller's tenant (environment) answers 404.
 	//
 	// Corresponds with GET /subjects/{id} (the `GetSubject` operationId).
 	GetSubject(ctx context.Context, id SubjectId, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1016,6 +1041,10 @@ func (c *Client) CreateApiKey(ctx context.Context, body CreateApiKeyJSONRequestB
 
 // BatchCreateApiKeysWithBody Create up to 100 API keys at once, all or nothing
 //
+// Creates every key of the request, each with its own subject, in one transaction: if
+// one is refused (400, 403, 409), none is created. Each item takes the fields of
+// `POST /api-keys`; the answer lists the created keys in request order.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api-keys/batch (the `BatchCreateApiKeys` operationId).
@@ -1032,6 +1061,10 @@ func (c *Client) BatchCreateApiKeysWithBody(ctx context.Context, contentType str
 }
 
 // BatchCreateApiKeys Create up to 100 API keys at once, all or nothing
+//
+// Creates every key of the request, each with its own subject, in one transaction: if
+// one is refused (400, 403, 409), none is created. Each item takes the fields of
+// `POST /api-keys`; the answer lists the created keys in request order.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1111,6 +1144,9 @@ func (c *Client) VerifyApiKey(ctx context.Context, body VerifyApiKeyJSONRequestB
 }
 
 // GetApiKey Get one API key
+//
+// The key as stored, never its secret. `status` is evaluated at the moment of the
+// request. A key outside the caller's tenant (environment) answers 404.
 //
 // Corresponds with GET /api-keys/{id} (the `GetApiKey` operationId).
 func (c *Client) GetApiKey(ctx context.Context, id ApiKeyId, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1270,6 +1306,8 @@ func (c *Client) GetDocs(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 
 // Healthz Liveness
 //
+// Answers 200 while the process runs, whatever the database does.
+//
 // Corresponds with GET /healthz (the `Healthz` operationId).
 func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthzRequest(c.Server)
@@ -1305,6 +1343,8 @@ func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) 
 
 // GetOpenApiSpec This document, as the server was built from it
 //
+// The OpenAPI 3.0 document, as YAML text, exactly as the binary embeds it.
+//
 // Corresponds with GET /openapi.yaml (the `GetOpenApiSpec` operationId).
 func (c *Client) GetOpenApiSpec(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetOpenApiSpecRequest(c.Server)
@@ -1320,6 +1360,9 @@ func (c *Client) GetOpenApiSpec(ctx context.Context, reqEditors ...RequestEditor
 
 // Readyz Readiness (the database answers)
 //
+// Answers 200 when the database answers a ping, 503 otherwise; it answers within two
+// seconds even when the database does not.
+//
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReadyzRequest(c.Server)
@@ -1334,6 +1377,9 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 }
 
 // GetSubject Get the subject behind a key
+//
+// The identity a key was created with (every key's `subjectId`), which a rotation
+// keeps. A subject outside the caller's tenant (environment) answers 404.
 //
 // Corresponds with GET /subjects/{id} (the `GetSubject` operationId).
 func (c *Client) GetSubject(ctx context.Context, id SubjectId, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2029,12 +2075,20 @@ type ClientWithResponsesInterface interface {
 
 	// BatchCreateApiKeysWithBodyWithResponse Create up to 100 API keys at once, all or nothing
 	//
+	// Creates every key of the request, each with its own subject, in one transaction: if
+	// one is refused (400, 403, 409), none is created. Each item takes the fields of
+	// `POST /api-keys`; the answer lists the created keys in request order.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api-keys/batch (the `BatchCreateApiKeys` operationId).
 	BatchCreateApiKeysWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*BatchCreateApiKeysResponse, error)
 
 	// BatchCreateApiKeysWithResponse Create up to 100 API keys at once, all or nothing
+	//
+	// Creates every key of the request, each with its own subject, in one transaction: if
+	// one is refused (400, 403, 409), none is created. Each item takes the fields of
+	// `POST /api-keys`; the answer lists the created keys in request order.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2084,6 +2138,9 @@ type ClientWithResponsesInterface interface {
 	VerifyApiKeyWithResponse(ctx context.Context, body VerifyApiKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyApiKeyResponse, error)
 
 	// GetApiKeyWithResponse Get one API key
+	//
+	// The key as stored, never its secret. `status` is evaluated at the moment of the
+	// request. A key outside the caller's tenant (environment) answers 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2167,6 +2224,8 @@ type ClientWithResponsesInterface interface {
 
 	// HealthzWithResponse Liveness
 	//
+	// Answers 200 while the process runs, whatever the database does.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
@@ -2186,6 +2245,8 @@ type ClientWithResponsesInterface interface {
 
 	// GetOpenApiSpecWithResponse This document, as the server was built from it
 	//
+	// The OpenAPI 3.0 document, as YAML text, exactly as the binary embeds it.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /openapi.yaml (the `GetOpenApiSpec` operationId).
@@ -2193,12 +2254,18 @@ type ClientWithResponsesInterface interface {
 
 	// ReadyzWithResponse Readiness (the database answers)
 	//
+	// Answers 200 when the database answers a ping, 503 otherwise; it answers within two
+	// seconds even when the database does not.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
 
 	// GetSubjectWithResponse Get the subject behind a key
+	//
+	// The identity a key was created with (every key's `subjectId`), which a rotation
+	// keeps. A subject outside the caller's tenant (environment) answers 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3219,7 +3286,7 @@ type GetOpenApiSpecResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *map[string]interface{}
+	YAML200 *string
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -3227,7 +3294,7 @@ type GetOpenApiSpecResponse struct {
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r GetOpenApiSpecResponse) GetYAML200() *map[string]interface{} {
+func (r GetOpenApiSpecResponse) GetYAML200() *string {
 	return r.YAML200
 }
 
@@ -3470,6 +3537,10 @@ func (c *ClientWithResponses) CreateApiKeyWithResponse(ctx context.Context, body
 
 // BatchCreateApiKeysWithBodyWithResponse Create up to 100 API keys at once, all or nothing
 //
+// Creates every key of the request, each with its own subject, in one transaction: if
+// one is refused (400, 403, 409), none is created. Each item takes the fields of
+// `POST /api-keys`; the answer lists the created keys in request order.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api-keys/batch (the `BatchCreateApiKeys` operationId).
@@ -3482,6 +3553,10 @@ func (c *ClientWithResponses) BatchCreateApiKeysWithBodyWithResponse(ctx context
 }
 
 // BatchCreateApiKeysWithResponse Create up to 100 API keys at once, all or nothing
+//
+// Creates every key of the request, each with its own subject, in one transaction: if
+// one is refused (400, 403, 409), none is created. Each item takes the fields of
+// `POST /api-keys`; the answer lists the created keys in request order.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3549,6 +3624,9 @@ func (c *ClientWithResponses) VerifyApiKeyWithResponse(ctx context.Context, body
 }
 
 // GetApiKeyWithResponse Get one API key
+//
+// The key as stored, never its secret. `status` is evaluated at the moment of the
+// request. A key outside the caller's tenant (environment) answers 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3680,6 +3758,8 @@ func (c *ClientWithResponses) GetDocsWithResponse(ctx context.Context, reqEditor
 
 // HealthzWithResponse Liveness
 //
+// Answers 200 while the process runs, whatever the database does.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /healthz (the `Healthz` operationId).
@@ -3711,6 +3791,8 @@ func (c *ClientWithResponses) GetMetricsWithResponse(ctx context.Context, reqEdi
 
 // GetOpenApiSpecWithResponse This document, as the server was built from it
 //
+// The OpenAPI 3.0 document, as YAML text, exactly as the binary embeds it.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /openapi.yaml (the `GetOpenApiSpec` operationId).
@@ -3724,6 +3806,9 @@ func (c *ClientWithResponses) GetOpenApiSpecWithResponse(ctx context.Context, re
 
 // ReadyzWithResponse Readiness (the database answers)
 //
+// Answers 200 when the database answers a ping, 503 otherwise; it answers within two
+// seconds even when the database does not.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
@@ -3736,6 +3821,9 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 }
 
 // GetSubjectWithResponse Get the subject behind a key
+//
+// The identity a key was created with (every key's `subjectId`), which a rotation
+// keeps. A subject outside the caller's tenant (environment) answers 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -4689,7 +4777,7 @@ func ParseGetOpenApiSpecResponse(rsp *http.Response) (*GetOpenApiSpecResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest map[string]interface{}
+		var dest string
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -5180,8 +5268,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api-keys/verify", wrapper.VerifyApiKey, options.OperationMiddlewares["verifyApiKey"]...)
 	router.GET(options.BaseURL+"/api-keys/:id", wrapper.GetApiKey, options.OperationMiddlewares["getApiKey"]...)
 	router.PATCH(options.BaseURL+"/api-keys/:id", wrapper.UpdateApiKey, options.OperationMiddlewares["updateApiKey"]...)
-	router.POST(options.BaseURL+"/api-keys/:id/revoke", wrapper.RevokeApiKey, options.OperationMiddlewares["revokeApiKey"]...)
 	router.POST(options.BaseURL+"/api-keys/:id/rotate", wrapper.RotateApiKey, options.OperationMiddlewares["rotateApiKey"]...)
+	router.POST(options.BaseURL+"/api-keys/:id/revoke", wrapper.RevokeApiKey, options.OperationMiddlewares["revokeApiKey"]...)
 	router.GET(options.BaseURL+"/subjects/:id", wrapper.GetSubject, options.OperationMiddlewares["getSubject"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
@@ -5196,6 +5284,8 @@ type BadRequestApplicationProblemPlusJSONResponse Problem
 type ConflictApplicationProblemPlusJSONResponse Problem
 
 type ForbiddenApplicationProblemPlusJSONResponse Problem
+
+type HeadersTooLargeTextResponse string
 
 type InternalApplicationProblemPlusJSONResponse Problem
 
@@ -5303,6 +5393,17 @@ func (response ListApiKeys403ApplicationProblemPlusJSONResponse) VisitListApiKey
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListApiKeys431TextResponse HeadersTooLargeTextResponse
+
+func (response ListApiKeys431TextResponse) VisitListApiKeysResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
 	return err
 }
 
@@ -5462,6 +5563,17 @@ func (response CreateApiKey415ApplicationProblemPlusJSONResponse) VisitCreateApi
 	return err
 }
 
+type CreateApiKey431TextResponse HeadersTooLargeTextResponse
+
+func (response CreateApiKey431TextResponse) VisitCreateApiKeyResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type CreateApiKey500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -5618,6 +5730,17 @@ func (response BatchCreateApiKeys415ApplicationProblemPlusJSONResponse) VisitBat
 	return err
 }
 
+type BatchCreateApiKeys431TextResponse HeadersTooLargeTextResponse
+
+func (response BatchCreateApiKeys431TextResponse) VisitBatchCreateApiKeysResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type BatchCreateApiKeys500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -5758,6 +5881,17 @@ func (response VerifyApiKey415ApplicationProblemPlusJSONResponse) VisitVerifyApi
 	return err
 }
 
+type VerifyApiKey431TextResponse HeadersTooLargeTextResponse
+
+func (response VerifyApiKey431TextResponse) VisitVerifyApiKeyResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type VerifyApiKey500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -5879,6 +6013,17 @@ func (response GetApiKey404ApplicationProblemPlusJSONResponse) VisitGetApiKeyRes
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetApiKey431TextResponse HeadersTooLargeTextResponse
+
+func (response GetApiKey431TextResponse) VisitGetApiKeyResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
 	return err
 }
 
@@ -6055,6 +6200,17 @@ func (response UpdateApiKey415ApplicationProblemPlusJSONResponse) VisitUpdateApi
 	return err
 }
 
+type UpdateApiKey431TextResponse HeadersTooLargeTextResponse
+
+func (response UpdateApiKey431TextResponse) VisitUpdateApiKeyResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type UpdateApiKey500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -6209,6 +6365,17 @@ func (response RevokeApiKey415ApplicationProblemPlusJSONResponse) VisitRevokeApi
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(415)
 	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RevokeApiKey431TextResponse HeadersTooLargeTextResponse
+
+func (response RevokeApiKey431TextResponse) VisitRevokeApiKeyResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
 	return err
 }
 
@@ -6385,6 +6552,17 @@ func (response RotateApiKey415ApplicationProblemPlusJSONResponse) VisitRotateApi
 	return err
 }
 
+type RotateApiKey431TextResponse HeadersTooLargeTextResponse
+
+func (response RotateApiKey431TextResponse) VisitRotateApiKeyResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type RotateApiKey500ApplicationProblemPlusJSONResponse struct {
 	InternalApplicationProblemPlusJSONResponse
 }
@@ -6447,6 +6625,17 @@ func (response GetDocs200TexthtmlResponse) VisitGetDocsResponse(w http.ResponseW
 	return err
 }
 
+type GetDocs431TextResponse HeadersTooLargeTextResponse
+
+func (response GetDocs431TextResponse) VisitGetDocsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type GetDocs503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -6487,6 +6676,17 @@ func (response Healthz200JSONResponse) VisitHealthzResponse(w http.ResponseWrite
 	return err
 }
 
+type Healthz431TextResponse HeadersTooLargeTextResponse
+
+func (response Healthz431TextResponse) VisitHealthzResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type GetMetricsRequestObject struct {
 }
 
@@ -6500,6 +6700,17 @@ func (response GetMetrics200TextResponse) VisitGetMetricsResponse(w http.Respons
 
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type GetMetrics431TextResponse HeadersTooLargeTextResponse
+
+func (response GetMetrics431TextResponse) VisitGetMetricsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
 
 	_, err := w.Write([]byte(fmt.Sprint(response)))
 	return err
@@ -6551,6 +6762,17 @@ func (response GetOpenApiSpec200ApplicationyamlResponse) VisitGetOpenApiSpecResp
 	return err
 }
 
+type GetOpenApiSpec431TextResponse HeadersTooLargeTextResponse
+
+func (response GetOpenApiSpec431TextResponse) VisitGetOpenApiSpecResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
 type GetOpenApiSpec503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -6588,6 +6810,17 @@ func (response Readyz200JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Readyz431TextResponse HeadersTooLargeTextResponse
+
+func (response Readyz431TextResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
 	return err
 }
 
@@ -6696,6 +6929,17 @@ func (response GetSubject404ApplicationProblemPlusJSONResponse) VisitGetSubjectR
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSubject431TextResponse HeadersTooLargeTextResponse
+
+func (response GetSubject431TextResponse) VisitGetSubjectResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
 	return err
 }
 
@@ -7275,121 +7519,151 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7D1LbxtJen+l0FnAUqZJN/WyRWEPsizNMGPJih4zmzW1YrH7I1mjZlVPVTUljiHAc9hTDnPILQh25xAE",
-	"SA7ZHBJggQDZX5B7ruP9AfMXgvqq+kW1JMq27NmBLxLZXY+vqr73o/jSC8U4ERy4Vl77pSdBJYIrwC9P",
-	"aHQAX6egtPkWCq6B40eaJDELqWaCP0yk6Mcw/uQrJbh5p8IRjKn59AsJA6/t/dXDYoqH9q16uG97eZeX",
-	"l74XgQolS8xwXts7GgGRdlrCFBnTeCDkGCIiJBlQFisyoTGLcPYNwoUeMT4k51SRcET5EKKmd+l7W4IP",
-	"YhZ+MMhDN78i50yPiMZXSqQyhAeKKE01kAVNz4ATFvlEwkScQUTOYOqbP4TGEmg0JVKYptEiLmpHyD6L",
-	"IuDve1UhjWOQ5jjOuDjnpJ9qMqZTs/skEkSPmEIAO1yD5DR+n/BtcpJyuEgg1BAhhqQSNnDHI9CUxYTD",
-	"xADPwziNQBHmgLQg7wm9I1IevU+Q9wRRaTjKMcI3uG32csIU68dAtED47bYjmEdCPKNyCB8Kn/simprz",
-	"jw0QkugR5QiiAmk2l4YhJNru6DGnqR4Jyb6B97qru0wpxod+wTJ8knJE2ILAhCRwkTAJEekDlWYp4gx4",
-	"0/O9EdAIJHK+L7/8srGZ6hFwbcCFKnx6moDX9pSWjA8NJHbRE8pi2o/f+xGZI2ChwRZucAhPxDEce3Zc",
-	"nG8QCVpOCR1oPD0gPB33QRIxIApCwSNDF11+YFo1Nk2rJjGDR1TTPlVAIgEKcZRydQ4S2RrjhGlF+oZ+",
-	"yMLmfufz7b87PH365PSos7v9/PhoEcmwyx0gDxSJgEYx41C0Ptj+2+Ptw6O8C0moUuboGCfnIxaOSGim",
-	"z/g804SqM4i6fCAkcn2lhYRogxginxIqh4IvsYio2OyFplNz0qmabuToavaKKfuRDwk1MoZPuzwUnENo",
-	"NlaZh8yyuBzQ3c1fnW4939s7bBPB4ykONwIa6xExxwqKUAludxC7poJHXa5HMF40aGf4eWm+MmUxKM3Y",
-	"7PIqMpbOpBYPDT8bgswRUaVJIqSGaBciRo+w0fvFyIxZWHTk5shIrzyrma1HFszI1GyWQSaRaiJhSGVk",
-	"2J859EWDA8dHO43HTc9M5GY3wG0m7HOY4mKiiJkxabwvRQJSM6O8DGisoEZSbO53jHhtkl6aREawbuoe",
-	"oTwiPRWKBFTPHmJ8TqeKJBIQesZRwjle90CRXEsybCMpTfvSCyXYYW/bwiM2BqXpODEs0/V6Mj1M+19B",
-	"qDvRbd2LhrMncHO/p6Wml74HfMKk4GPgc8y5XWlseiMnVXdc7Iiq0WY8FKYT8HTstV94Gdl6J/4se/U9",
-	"ditkFh0sUIYceATRsYLbunVKTS99L6bK6AJIZQnVRkvw2t5vXmw2fk0b3wSN9ZOXK5e/8GogND2P1Z2P",
-	"PevWSUy3Mb14BnyoR157ZbVmkjFoatjxbVPsZu0ufY/T8a27sGfaXBpEhgG7MK2vUvSASaPUjqikoQap",
-	"jNyw/DSUoMmC+YyClNhRkKZWyFhIWPTJANlfKIacKWSBSIOGdup2+fTk5aq/vFa/0xKSmIaGVDp3wgon",
-	"/+94QK7Xm9Kl634A1HHX0hGvBkHd8qy6vyPF+G7rs+zrVuhsK9NeU52q+WY4tG1NrzfaBg2czsNfjrJ2",
-	"l76Xs+c7nBfu+NepUe4MT2GRV4bYEUOO5yV6L/GkWl7sl9h6vnUFpxLYzkCdn8gVIurR5Oy0RwYijsW5",
-	"UQ+mhJLj485TI11CygVnIY2JeSkbqPEYFbZJtlGrMRZhLoJQ10N4VJePqHIDTR6RBQVAentwnsHRW9wg",
-	"RtfAiSYgFRPcCGarrhvBOwJUWghcMKUNbZ7BtMuN7KaoQCtjiVBtHis3q9FtBkKCfSHTGFDPMgpOODIK",
-	"sNVg4IKOE6MNe2bpQWs9oK3+UiNcjlYaj2B10HhM1/uNIGxFS7A8WKGr/SpDML1eBI112hicvHx82cg/",
-	"r8zxubVUzz4qCH31kJxp0DN7FIFkE4jaqMVk5gOqCrnY65FuGgTL4S+Nim34WS7OQs0mBtdcPy+TlfUC",
-	"7gnV4WgLN9cCqEp+lxsVnKryYQ7J/GcaxrfSdnm+bDojZehFx3ZvGQ41Zjz7mgNOpaTTK+SGk9cRRd1E",
-	"d1vXX5Z+c7u6UqLQt9NY7lsluKtUuTunn0EiBO56JIreTO+3HjWjt+tUcst9ywYyMrKMuTHt40s08jJN",
-	"3zWhUhpbrWfVns9h2vtoAXy0AN6vcv4GOvN7Uyozsqg3Is5HIs5MhiY51EaHYM49xXTmv+oDUSNxzgkd",
-	"UsZvshKWAr+19Lh+zR/124p+W5zMO9N1n1ZZTvW4dyQA0XChN4imfZ+gz28AToNCPkqH4Biy87mgYtwk",
-	"BzBIlWmojGrcMwTQa3e50COQZCvAAbZaJBRcSxGXbFKfPN1+5pPjT5aCpcfu/7r7v/n61T/gh237YG3N",
-	"PVhbt9pqyTJrBUbxKSPdb7rdiyBomL+PzZ8n5s+W+bNtHrZ2ut2LRzvm4/pONzXT49/116/+rfH61b+/",
-	"/vZfGq+//deTv67F1O1ZBlwoziXefJpIEc3AufQY9bP8+zWUclIimma7cQ0YOwziaFtKIe+snGnK4hq/",
-	"uO8NzJhXkWOT/M3h8z2SCIzEEMZduAPdhgu9h0aTfBg8NOjcW8TYCCUJlXQMGt1v5kWzbg2MlyWKGc7z",
-	"va9TkFPLRUa5Y7VGysxSl8EKuwA/W2MdGXyGLuA77lnBnTJgxdntIN1AjJ2qyCtQKGSNcAZv1lbeIdrs",
-	"luRe/QZomdZoZAPDIBAN7CKIGBCqyVgoTVYDokXSiGECMSk2zvqUgvU10p9qUMZ25cYgZjRmCqJml3cw",
-	"YnwGCXqc0XdrfcyhhmjRBlaFjEDiUDYCorLAYJQzgjL0q8HsbvveRWMoGu7hV0rw5gE93wWl6BBF9Z4T",
-	"69UlP+dguaAYIGO0cWGqSQxUaSI45NG/nKXlzLB9lfF1+RXOZ2gIpzAtDcEMJU1GRIH5rIVUZKHKHBex",
-	"JYZo+ixi0kY/aExg3IcoYnyofCImICWL3P4zJWJqdn/hNr662OzyL0dMA1EJDYEsHHMWiggeKIKPTw/N",
-	"40XfRWoHNI11gw25kBQ3QURgWUTubHxCFQu7fDeNNYsZH6Y0Jvsx5WbsT4Jg86mBIVhe2cH/a60t87/V",
-	"Wt2x/9cC/P/oyYr7v+p3+fEnrcfBEwS69TjYsatwD5aC7MFakC0LHyy31nCMne3AvtjZti13tnfs/53N",
-	"AAff2dlxLXZ2HtvtPv5k6XEQkEigYyEUqY2PuMO3UTdHkAabzyXTGjiiS5fHTIOkZamXe2iYJmOgXFm/",
-	"LB1jFHl7a3ezsbS2ZA9aECtFgQ8ZB3VF8i05i/8a1lCIwbklXqnPUpD32TQfN5/+73f/908//Pb3P/z2",
-	"+x/+8dUPv/vPH373Xz98//eNH77/7vWrV43Xr76zIzdev/rD629/33j97R9ef//qz69e/fm3//zjH181",
-	"fvzjdz/+959+/J/vf/zTfzR+/NMfT94EwFqmVrbPr0ovTlhEKAljZhhMOBJCgUIfNyUczg2XaZNaf1/J",
-	"u2c9dl2+cLCzRdZX15bauX+Os74hgEc+mVDJKNekFVxcLDbJJskSRgxirATr9+9oe5R/Wb5svHi8Tvsn",
-	"lSe3+duyQOGVXcRlr6w+Ii4A6XI1aiJqN+gXYNSV+T1eJRXnctaZZZQHpSkPoXamQmCP6QUbG5m9ur6O",
-	"xGK/rZTc+XlA1vc003H9iNrFZUun1xepbvdjys+821QBfJsNf6OaXgQfqgfwjJ0B6ZWU+J4/j0giC2W9",
-	"fLFZZSCr8zKQt9OjPxRXuQft/wAdxG/jHJX5Ad+E+w4NLi/rUAT9A28Dw5u5gYaShrAPkono0OagXEXT",
-	"z8Q5iQUfWpdcjBly5AwgUeRcyDPGh2Qh0xuXAxLRqVpskgCNhj5qgNYFj9kV1CB1CA5pLeEura4vBQ5t",
-	"7ZNaQp7fV1O3w+giqXi7EnZqzJy2BGrU8/y7EfdQfjAByQbTWq/YYe6emYv9WSAqLv7lGTboeylnX6fg",
-	"XhvV3cxjnQN3xIk384O+nTuS3b/jJufb7iRdRG4OgzLK6L/sYqlj2RUX8EyEyvl7akOJk0eohbgmqjZi",
-	"uOFUQDVV5owfZK0JixTmO9EkASqNRoo9hESRXEipDIA59IywqmdkPUt2ZePkZctfu8alelQ6nWJ+e2an",
-	"NERf1725QwqkrFVdlpeX162qniVAYt6XshlLWxtkQuPUMh3mLNFxqjQZ0Dg2baZApSJBELSMVr6+vr6O",
-	"nMkYdxOQGlBZPz7aMns/EHJMtdf2IqqhoRku/ArAx+hQvBsTHzNeftq6Je42owerqvqwQXgax0TCWExw",
-	"5c06t5ppY5MkrV/gvbnZKiKqdktnQatxL1WcLDe6VG5a5x1RcfxGLpYDmyhjzUHrebcc5rpzmvV6XLMd",
-	"83pB7i/MWCdgv0Ap+TYqjDXnOkl96IJGkQSVeyKc7Yd2t8sSBHSkoHqy0NmfrBgNpLM/WbM5sC6V+4Ei",
-	"GNlwo6EHy6opM8RSmwD2drLx7LqwjMvhoqq8lCIB3ahYTojMALm0ujaL9jX5WlYCHr7vSLJZ7sm1mLIl",
-	"oooU/2LzWeep53u7m892nh/sbpvPe8+PTneeH++ZzwfbXzz/HJ9u/2q/c4Cfjrb3NveOTnc7h7ubR1uf",
-	"mXd7X3QOnu/tblcfd/YOj3d2Olsd8/xw6/n+9mGtPmdBOwCVxnfGXreem7aqtPIPFPc9gztm7b1JVPXO",
-	"Qcv3FvPDuqWSM6AvRAyUX0Fd2863h3oVh22gNZVMTw/NLHaxtpphM7WxiDoONmbc5Wgu9LKk9s2nu529",
-	"06Pnn2/v9TBLneY50oQplWa5EoUiaXgALg5XgJMWQmukdWKTwhkfiKuAdMyQyicxU1r5rrhJ+bmNRnlE",
-	"0OBhoDI4rGttTMMR46DIwlaHJCyB2Hzzu7xPw7M0IV+JvvJJQqXmNqQEQ4m55sYcfELDM+BRtgSFfI30",
-	"9p8fHpGHNGENjDhZS6vX5YK7YoIiPwSmVtFrdnmX25w8Q344A4GLEBJdLggIRxCeKeddZ4pEIkzH1hjF",
-	"Y1Zd3tt0RTI4Rps8sdUoNqEMjwk/Qq+NA5eOz7/xnLo80/jPR0JBkdjuwhzWPWye2RQ/m90OxXIeGOAu",
-	"GhlCNrBtr0lsFo2t9dCCUGJJgCyUOMkiUeCOcUw5HYLCNJoux3NE4Ul1bcfMLsGGrsRkJVjBKPDAHkDE",
-	"InSZY6oiHoQFyeUNDNnErNl6wvNqlRGdAFlYCZYX26UcA2sM+cRG4bE6A1GRUATVrG8k4sjuE2rxMQ3P",
-	"lE+4kOZlbOaKBc9LoZhWEA/IAs1K5awrjdtio2mX58U5mlASUw2uDmlqx+SCg/1Eo3xa3GWb+kk1Eak2",
-	"0xpoFrFpl9tlFERCXZTcbnCTdPIF24VmhFZecDGBWbFBn7o129JKrPYxCowFPcMJVwaEIxp6QL8OSdCx",
-	"Y2zKLleaocpJo4LEpz5+dhDZDfSxstCZqhU04qJAELKgBGE631RMPLUgWKXXYJRPbEArnprV6pEU6XDk",
-	"louFNmeg0KeOHhdjpSHRQtTlmHhiyT47TpqZcqiyoUqN3UbGXOaq7QZ26Z4+4VRKNM7znY66/HzEYnBw",
-	"WsYiU24jPBZbscJpYSVomW4GZy27QS83Jkn0rivd6ZGFzKOOi6pkts1WzXY58l+C2yYGA+BYmITBbvTt",
-	"Wr96z4YXYhYCtxaP1em93c5RybftZXza8z0XwvDaXqsZNAPTSiTAacK8trfcDJrLLhCPIitnvebLEPRV",
-	"ebEH52YVWH1gze2stIiSvtkQjCCj72rDHs1YSEcQY6rDkW+jm71njJ/1iI3952l85hiPD55lSj2HC00S",
-	"OgSy0JMQ/7LrmSddr2eOoWdd7JgZDMa4x1xBapFkLJC5u3GyvTfoS4fSMETkBr1Pt8vi5iWLLt0W57zX",
-	"6BPeM6a0SwPG3XKJD8prv3iJKQ55SoM7j1wX8ecs3yorzfVDVrXDecedURPN4FeD4GJAbHq0X5CLS442",
-	"ukUdNC68MS8Y1ayu65ZYzpyab9ySAnjdoLUJVe9s9LIDYt5hKxmO1w0cszHTlSFdQN66AnJneaviKG9d",
-	"dZTXHHlCv05hg4QiQcY7kGKMZFKlSUc7iYQJE6lCOrwOHcJUKiEr4M4fxC47Hz+p8bdcnvjVWxCWguCG",
-	"+smsbjJ3UL6oeL69pWBppRG0Gq3Vo1bQXg7aQfDr+sS7wrX6FeXgzfpzjhVEVsinWoyR+0SQxGI6xrsb",
-	"rhh0dcljJavNALZaA1iRmltk5Fq/+l2iyxVPWZ6DVGTXemYMr1o3l2/VUnDUWmkHGUTlIjmvtb7UbK09",
-	"braarQIftjpk31kERfpj2/tanRqF6fTi4uKiiJG2i+IMVbP3Lu5yGgRmgsLKq/idDY4UuDdX8MUlrl8t",
-	"sJipqbha1W7EmCvMMcpYWSJW64QNPdVEDKxFkcrY2hMbpCLbnA/KKY4o/VC/Vs0KfdWVvK9YwqhbdU5A",
-	"D0t3iGCX1u1dKvcHYKfl2zsVV2Nc+t7qPJDld1Vgh+W54MpL/NEIT8djKqdOYhfmKgp7kbhUqgGLUXj7",
-	"nqZD5WJ/jaxYZtbOQjIrhwYvfS8RqkY12sqV5NwQpNyWzRcJQJJyRTGpyyc0D/UYXjtNjGloLUWjhRyh",
-	"ie8ahJSTPpA0YzkJyDFTmJxSsmyliIFQpdgQmYzCUaAomWCqqKNAtbxSMVqqoVi0ShVIm/hdpxOVa4g8",
-	"6y0BpZ+IaHoX3vzyw/DUem5Yy7yuYzjzSvvaoq6qf8kFdWdkXOtu+/hRxM0r4u4mo4oCisqr1tLyyura",
-	"o8frAe2HEQyGI/bVWTzmIvlaKp1Ozi+m38wt4uaM3L4bVMwqtq65KcKwrXOaV5Y2y6VVGDnFShBXpBq5",
-	"m3xcYchPWgStBOu398gvqTIdWnNMkd8ChB1W51lIzW0gH0BCWmRwCZJOXr2BSLTZMWbowo7uGwUJC6Oc",
-	"nKxKjqu1tXeWH/Ph+/VFvO+MAd9R55yhwDvV9l6h1qIQvUSvqG5k/g7MrG+SbRqOPpLxz5qM04RoQVpB",
-	"UCi9LrXOJzSO3W1mxmp5RzTukuBKRD5bT3IOcdxwFwXmDjh7jU+WmrMUBM4Rh65Qd+9PKCLobWSx+weq",
-	"y10mMjpcs9oQq8WirZT1NuqtTMG6kAUGyW0c3U7X5b08gNzzMTCBWI86MLrencvDOaQlKBj3Y1BmQOd1",
-	"vhJs6fJqtKWcgKBm3P8PVCXC8kAt5hDGSpAh6CqM7fyihyJ6gqYgqmRMN0lvJuKNO9jlvbqwdy8L4qCr",
-	"J9Ml3J5X9LjejN+02eVbInLXaTmffH4FE/KYNsnD9D7JF+CTGfD8Lq+DzCcumO8TF8v3SU2EHl3vBzAR",
-	"lgf7RXgDKxgxHoIhLRcvyS6Wm2KSPoHBAE0tnruWu9xGNu14pBRkREbfxhhQjqw9zEjoubKCUmzBergx",
-	"6CQ4dLm9vY3QoWiSA0hsDXsZIW1oyIyNNmL5jrLS6WdXcHU5bjmzGbdjm5WG4Te4CLF+kwzg3BiTOG+d",
-	"rVbOxbknWVuX7jOXlA3eMQguWeMa7XYCMmKh/qnLuJ+3yDLoTGgpt8mSxRtIJieFqqLpJYsuS/GrKil8",
-	"CrpEB/eEibdbWAvuBlSt3OIXf/Jq18rtPfKbWz8AVn0Ktj7mzU2Z3LtXE99zpcpZ1CfyZhnb3SJhGFI6",
-	"wTBIWJMdhGVRxW2HRkIo0Bukx9M47pEwxlxlI28KnybEkQ0z59cWu0yDLu9DdhEzWVgJ1hddAoG7L9bJ",
-	"SDGoZB5QRfoAPAuV10mVcn7zPUmVuhTq9yxVbqZld2mEvT3v50XAHw2tGamF+TbU2iSYqeWTEkL4JEuN",
-	"9PM8oswjSVKFGT4uEfLdWGBGzD205G4voXl/XKvW4juiZ6BqtGxSVrKNRjwRZ/bKyQqvcup7lnODqRqF",
-	"mdi8wn3KZXr3xH3qKgEvHfv5INymtGE/O27zs2YeFpMs83in5I/S+SdB/jaRuCi4z3wXkKhypeiDPKbp",
-	"O6+IT0rOB98y1i6/hrNaDjrDWQ2vcFrMQspjUKpyIyRTXT5kE+CLTfKlu9a6d7XStVcpaGWquGHSOtI2",
-	"rKuKaR+vEM9buplKF7nj2E3ynMdTo6TZ0E9Vt7LXagHvcqdg5T8v4SK92WOjsNk8y3OmYLFODysXC98X",
-	"J6ypR67lhK13NuVcwSqHa352NJWLAP+SfdwfdbW3Y7c2u8EaNDbxG3HFGIgDIYt8DMeL3o4nRyK8PmF2",
-	"06bw2Jt5Dc+SaqYCwd6/xokCHpVzkRVZ6Hpaoi9apLrrLboiMFtQYBPd3a9LKLwk0620/DMamFcSFTd6",
-	"YRYf6WhFLJA2cUTpaQyqy62lKSfFhZx9xqmcktQATnq41IfOOY/rigWNCq0NUwkhVoC3GNcxq09BPzXb",
-	"dasOpeFCPxzpcXzLL33UsQWbqvjGeORKebz2i5MyVmFCzuZ+B39uYAASbHTFyLxz6OOkJTzKl628E8QS",
-	"W4jyzbWeqc/c+3vULt3NaNftmhShkZ1MkTRp3rgVz4w4BaVuWu8YtGQ3EEbph1IeKOJaE8bJvhRj0CNI",
-	"1QNlL+ayxcHtgjD6UyJFqsEhL9Wpyq5johp4OCUjprQYSjpWfsUAwb6hiMDPQz0hDUfuqyuqGABEfv7D",
-	"JV3u7uQqfnolESJukj1BYtqHGHUWZblNJatL5mGiJsHbXYqCpC53P1HCNOEASEOWYtvu92IYWlGGb+lz",
-	"Ic9svGsqUknGgjMtDAHYQovs3qgrlLbrjmA+YktiyvgbUJs7undPcA585NgFUtyEc660oTmllm9c5wJ+",
-	"ngDfTNhhAuHd6C0buJyWPXMVFY693yHLzSDn8aW7EfOawdq9zDoXHe+Fi2XDI/sq/WjUOVWkn7LYJYUz",
-	"fdNmo756PT87sK8/CDvDuY20tCWC73wTD/CXgwyzXKjwBeexWLxp27LLQG6NUxzmusm97WA2xXW/Y2Vf",
-	"fwxNvH1oQhfbSfowYjy64g3IEOMnEaco176czJBCtbT5xcnlSb6IvCItV6Mv/Zcz9T2VZyXyuDy5/P8A",
-	"AAD//w==",
+	"7L3NbhxJth/+KuefM4DIf2cVs/glsoReUBQ5TbdE8ZJU98woeVlRmVFV0cyKyI6IJFktENAsZuXFLLwz",
+	"jHt7YRiwF75e2MAABjxP4L23rfsA/QpGnIj8qkqSRZFSq8fSQiwWM+PjRMT5/J0Tb7xIjFPBKdfK677x",
+	"JFWp4IriL09JfEi/z6jS5rdIcE05fiRpmrCIaCb4UipFP6HjL75Tgpu/0UsyThNqPsZUE5Z4XU+PKEjb",
+	"EsSCKuBCw5joaATmT1sHe48UqGhEx8TzPSqlkMrrvq60MM6UhhE5p0A0JJQoDYJTOGeK9RMK0YhIEmkq",
+	"Pd8bMJrEXtdb4mRMPd9j3Ot6fRFPvKsT31Oa6Ex53dUg8D3NtBmpmSjkM/U9PUnNl6QvMt3tJ4SfeVe+",
+	"54bXfeP9VtKB1/V+s1SSbsn+VS0dWGp4V1dXvhdTFUmWGjJ5Xe+4QgSmYEySgZBjGoOQMCAsUXBOEhYj",
+	"VZ8YCo0YH8IFUWZ2fEjjthnGtuCDhEUPsSJndGIGIum5OKOxV6XNZkmbosOPQpjI9abggmm7OyRVIpMR",
+	"NVtEE01hQZMzyoHFfj52MxUf50MSSUk8ASnMo/Ei0mxXyD6LY8ofgGgRSRIqISHRmcLhqUikFEjKTs/o",
+	"RHUvJNO0RsuVkpblQD4oMd0YmYIzLi449DNz2iZ46mIBesQU0uUrSmIq1bEQz4kc0inqaHqpl9KEsDo9",
+	"vNWVTn5YwLYAu+bIKTgWAmxL1Ym4iSotGR/esv6PFIzsoIBeRpTGsL4KX7OnbTAPfXV8fACKynMqgXB1",
+	"YR4zk4E+HQhJgXCz8JmmfsiJAhw7mGn4QHgMUSIUtYsWCc5pZPpvh9yQYo9rKjlJ7rlDCIeM08uURprG",
+	"gIwMRBRlUtYO2FqV+eRdw5Gd2Y5568NtkK3aEA3jySR9glSx0wBOzTAYj5IspgqYG5/dM/tC74qMx/ck",
+	"FBegsmhkWL85t7UDs1rSZl9osN19MHrsu5HkbMY3/NiclFy2aAHlwUcaXHNg7iMVjXwyBzYx7UrQI8It",
+	"d3G7PYpoqlWVTJ0KX8mP4w7XTE9q5/Aj8Oz5xo6Ue8VJpkdCsh/ofXcQvSSRTiaoBmy5RvHtLjylRFIJ",
+	"YRYEK5EWZ5TjR+p4ixV632dMTkm9TknR2kA/GBVfMKUYH/qlMuBDxpFpl7JNSKCXqRks9O3EcEptz/cc",
+	"rzQj+Pbbb1uGDJRrQ0Wk1Q082K7FOWEJ6ScPsZFjokmfKAoxi/H4WAYNhgOzMX0Ckmo5ATUSUieTGi+s",
+	"bGTDAllEoTq2D7qHleswItwMGrcsVA8mFxf52MlA4/amwLNxn0oQA1A0Ejw2TDLkh+ap1pZ5ysqrkia5",
+	"zuuIYnQbxoFpBX3D3WBh62Dv650/HJ0+e3p6vPdi5+Wr40XkySEvJWNMSZwwTsunD3f+4dXO0XHxCqRE",
+	"KbOJGIeLEYtGEJnuc12SaSDqjMYhHwiJmqXSQtL4CRiOPwEih4IvsxhUYmihycTsuUxNnhTn2dCKKfuR",
+	"D4EYPZZPQl4KVGW+ZFbhKAb6Yuv3p9sv9/ePuiB4MsHmRpQkegRmg1EFBOW3oQ7u84ngccj1iI4XzQEw",
+	"Sl2lvyrrYbTSo5HmtWNRWZPGE2GE25DK4kioLE2F1DR+QWNGjvGhe58NZJBowfQNFblZBti2bbZMH12o",
+	"Nmuag4VXx7utjcWbzKE+nXkNVx7frBhC1Z5ye8iSqG4Rddaq/K+gBCApwL39Ac9iLkfsQbRU6k3PsAcL",
+	"pmVitok5RiLTIOmQyNgIarPdFwsatL2rYmy4G7ZS9jWd4DLGMTNtkuRAipRKzYzJOyCJog0Kk9NS2rCD",
+	"5wQJazXPXMYlF2RipIrOJFdVAeOjIptq6GVpbEySLd0z2mjIe2g5qF63qSVFDVcx+x+0ED6q8MhmRZSN",
+	"KddIEEjJkOLWlzSVIs4iqkKuRuLCjFYV9DHNWBVYj4Si7jXcQ+aQW7uzDVscSB8Jnw8NxpRwsyCchnzB",
+	"sKuYDkiW6MUnQMqnKzOzL/QiSd039kSmFSK/8Yq/3rZhjtmYKk3Gqdlj7q2nk6Os/x2N9F582+vlg9P7",
+	"7eb3nlUevfI9ys+ZFNyQ/fY+d2oPm7dRdqs7TnZE1GgrGQpkKzwbe93XXs6evRN/WqD7Hrt1ZHbz20EZ",
+	"tsdjGr9S9LbX9iqPXvleQpQxAJCbpkQb08Drev/4eqv1R9L6IWhtnrxZvfqt1zBC8+Yrdedlz1/bS81r",
+	"Y3L5nPKhHnnd1bWGTsZUEyN2b+viRf7cle+hn+iW5/fNM1dmI9MBu7Qcfpp/DZhUunRFKaMfWLkZSaph",
+	"wXxG1Q1sK3giV2EsJF30YYBiLhJDzhSKOuQ45uw0Ufn05M2av7LeTGlJ04RE5qjs3WlXOI3zjgvk3nrf",
+	"c+leP6TESdHKEls7eWZ61rezK8X4bvOzXA3Zf5K8HKBIvXGc9nkjJB3f87qvT65KkTlP10f2WfPWe9FH",
+	"U07mYTzH+XNXvlcw5DssJC6FM4q6rw0/qY7YnZLiAFQYQYVZNTJpv8LvC9KVLEzgc2bUxVLNnK4eSc9O",
+	"ezAQSSIujH44AQKvXu09M6I+IlxwFpEEzB9lC1VeY03l4vqMTkoRi8o+jkeFfESUa+j8MSwoSqG3Ty/y",
+	"cfRQyk1sR+dUKiNymXIGrdE/RhS1VqCXTGlzaM/oJORGhSFoyylhrGFtpbGjQu6swj/ILKFWBktKopGx",
+	"d6zALN1tZupBZzMgnf5yK1qJV1uP6dqgtUE2+60g6sTLdGWwStb6dU5h3nodtDZJa3DyZuOqVXxeneNz",
+	"Z7mZr9Q29OwiOSu1Z2gUU8nOadxFZS63ZA2/6xXysOcM9C+NjWUYXSHnIs3OzV4rPdOu6UbJ95ToaLSN",
+	"xLUDVJWgxY16Xl0rMYtkfjJNx7ee7Wp/eXdG/JDLPft6x7CuMeP5r6XmLCWZzBw37LzpUDR1dLd5/boU",
+	"n9v1mMoJvZ8q86F1hVLczCNk3ofTT20iHNz1myh+P/PHxlVy48Zy36qHBBlZztyY9vGPaOXnwUT3CJGS",
+	"Ga7bswrR13TSa8OWMjy8Z4fW86fNpNIUQQdBYRxptIgsc7EE+GxofDY0PrYN8B6q+S+vu+aHr9mIuRiJ",
+	"JDdZ2nCkjarCnBuU6dxP2qegRuKCAxkSxm+yUpYDv7O80UyMz2p0TY0uV+bBVOpndV5UX+5dSSmGR5+A",
+	"Jn0f0Lc8oE5RQ3ZNhtTxfcd/Uf9uwyEdZMo8aLm3ORm9bsiFHlEJ2wE2sN2BSHAtRVKxiX14tvPch1df",
+	"LAfLG+7npvu59e7tv8MPO/aL9XX3xfqmZe4Vy7ATGP2quun+MQwvg6Bl/t8w/z01/22b/3bMl53dMLx8",
+	"vGs+bu6Gmeke/9989/a/tN69/a/v/vSfWu/+9J9P/v/GnbozzZlL/bzCtE9TKeKpcS5voBpY/H7NSTmp",
+	"HJp2t3XNMDDObuPDd9UBreP4zWybzkv8Zkbs/5ujl/uQCgz/AuMuDIpO2oXeklFYlwLE2PQWMWZKICWS",
+	"jKmm8pG1gNpNc3BwAidqEJfje99nVE4sFxkVDvwG8TN9unjh5vbzOTYdg68w1HBHmpXcKR+sOLt9SDcc",
+	"xr26LCy3UMRa0dS+WV99wG3zoiIQmwmgZdag+A0Mg8BtYCcBYgBEw1goDWsBaJG2EnpOEygJZ31aweY6",
+	"9CeaKmMic2N3M5IwhUraHqKfzmiK/n1U5axHP9I0XrQoHiFjhHjELtKmcjRCXDCC6ujXgmlq+95layha",
+	"7svvlODtQ3LxgipFhijD9528r0/5JaeWC4oBMkYLQroZcVYww+4s4wv5DOczZwi7ME+aAzOUJB2Bouaz",
+	"FlLBQp05LjrHPQ15n8VM2igbSYCO+zSOGR8qH8Q5lZLFjv5MiYQY6i/cxlcX2yH/dsQ0BZWSiMLCK84i",
+	"EdNHCvDr0yPz9aLv4CGoR7TYkAtJkAgippZFFM7Op0SxKOQvskSzhPFhRhI4SAg3bX8RBFvPzBiCldVd",
+	"/Lne2TY/O521XftzPcCfj5+uup9rfshffdHZCJ7ioDsbwa6dhftiOci/WA/yaeEXK511bGN3J7B/2N2x",
+	"T+7u7Nqfu1sBNr67u+ue2N3dsOR+9cXyRhBALNDEiERmo1Fu8W101x1Is5svJNOactwuIU+YppJUpV7h",
+	"CGLaRUjQL0zGiC7Z2X6x1VpeX7YLLcBKUcqHjFM1I/mWnWPhGtZQisG5JV7lneWgeGfLfNx69r//8n/+",
+	"w09//uef/vzjT//+7U//9N9/+qf/8dOP/7b1049/eff2bevd27/Yllvv3v7Luz/9c+vdn/7l3Y9v//Xt",
+	"23/983/8+a9vWz//9S8//8+//fy/fvz5b/+t9fPf/nryPgNsZGpVN8Cs9OLAYiAQJcwwmGgkEPo1QDHF",
+	"KcbHutDoVqw4Ea1jMOQLh7vbsLm2vtwt3ICc9c0BeOzDOZGMcA2d4PJysQ1bkKMTzcZYDTY/vD/vcfHL",
+	"ylXr9cYm6Z/UvrnNrZeHZWeoiNNeXXsMLtDtAGKq7d1Bv8jD13M61ioqztW0z8woD0oTHtHGnkqBPSaX",
+	"bGxk9trmJh4W+9tqJZxQBP6LmHdDi9rF/yurV4l736YKaBcxx+aL4d2oqJRRkPpKPGdnFHoVbb7nzyOb",
+	"YKGqoC+265xkbV5Ocj+F+pdiLx/ADDhEh/R9nLGyWOCbDoHbBldXTVsEPQj3GcP7OYqGkkT0gEom4iML",
+	"eprdpl+JC0gEH1oXYIK4bDijNFVwIeQZ40NYyBXIlQBiMlGLbQjQerBYAuvyR0wDMZs6om7T2hO8vLa5",
+	"HLhta79pPNHze3OaKIyuk5o/LAd3S0qMnj4D9i6+OKeSDSaNfrOjwoEzFx+0g6iFFFam+KHvZZx9n1H3",
+	"Z6PDm36sl+COe+L9PKX3c1iyD+/BKRi4W0kXAZzDsixQn1VfSxPLrjmJpyJizvHTGLo8f4zqiHtENUYo",
+	"nzhdUE2UWeNH+dPAYoUAO5KmlEijmuIbQqJsLsVVPoA5FI6ornDkb1YMzNbJm46/fo3T9biyOmX/ds1O",
+	"SYROrw/mFyk3ZaMOs7Kysml19qnkAQSKbT+Bc5JklukwZ5IiOGpAksQ8M6FEKgiCoGPU883NzU3kTMbK",
+	"O6cIkdPCNGRoPxByTLTX9WKiaUuzMW0a8Cv0LN6NiY8Zr37buSXON6UQq7r68AR4liQg6Vic48zbTf41",
+	"84zFB1sHwUfzt9VEVCNJp4fW4GeqeVtu9K3cNM87bsXxe/laDi1ix9qF1gVvOcx16zTt/riGHPO6Qz5c",
+	"WLNJwH6DUvI+Koy16/bS5hgGiWNJVeGScEYgGuCppOZ8U/SooHqysHdwvmo0kL2D83ULuna5Ho8UYIjD",
+	"tYauLKumTB2WRiTa/WTj2XXxGQcmI6o6lTJDxahYTohMDXJ5bX162zcAx6wEPPrYkWsz3ZNrd8q2iGtS",
+	"/Jut53vPPN97sfV89+Xhix3zef/l8enuy1f75vPhzjcvv8Zvd35/sHeIn4539rf2j09f7B292Dre/sr8",
+	"bf+bvcOX+y926l/v7R+92t3d294z3x9tvzzYOWrU5+zQDqnC0Nrddq+bz02kqsz8F4oMn9E7wgffJ+56",
+	"V4zExwv+ISi64hXoC5FQwme2rn3Ot4s6u4dtxDWTTE+OTC92sjaRZyuzQYkmDjZm3IFFF3p5FsXWsxd7",
+	"+6fHL7/e2e9hWgQpoOnAlMpybEapSLbzTEycAXZaCq2R1qnF4jM+EHmeA7G2g5UIdjApQwDbmDCuCeNU",
+	"qhmcg7dn+lc+JExp5bv8W+UXBh3hMaB1xKjKB20dcmMSjRinCha29yBlKU3Mb37I+yQ6y1L4TvSVDymR",
+	"mttAFB1KhL8b2/Epic4oj/P5KmSC0Dt4eXQMSyRlLYxTWbOsF3LBXapLCV6hE6sVtkMecgsYNGfVAuwd",
+	"dr+SrhKNaHSmnE+eqQKQn+NQVMh7c6ajIfK/ttb+jYsa8tw8uEAYfwGNccGRSjoy4g8x98oY4vl0HpnB",
+	"Xbby3dvCZ3ttsBAfm4mkBRCw5wUWKmxnERR1yzgmHBMIBE8mIcd1RElLdOOLuRGDD7oEqNVgFWPHA7sA",
+	"ec4Y4ihxIeyQHNpgyM7NnK3/vMilwmoAC6vBymK3gkywlpMPNnaPuUO4FYHgUM38RiKJLZ1Q5cdUbh+4",
+	"kOaPiekrEbzIZGRa0WQACyRPq7Z+N26T8iYhL1LHNBBIiKYuX29i2+SCU/uJxEW3SGWLSyUaRKZNt2Y0",
+	"i/hoyO00ykNCXGzdErgNe8WE7UTzg1adcNmBmbHZPk1ztsUFMBfNaDt26PmecElq2KI5D+gEghS9QMYA",
+	"DbnSDPVTEpdHfGKTTdyILAFtCouza2vbiItyg8CCEsB0QVRExdohWA3Z7CgfbBgsmZjZ6pEU2XDkpotp",
+	"YGdUoSce3TPGpMNDS+OQI1zFHvt8OUlu96F+h/o3vjYytjVXXdeww6L6wImUaMkXlI5DfjFiCXXjtIxF",
+	"ZtzGhexuxfy7hdWgY14ze9ayG/SNI7Sid11iWQ8Wcj88TqoGu5uuGxFy5L+AZBODAeWYNmcTlhiHnvXG",
+	"9yrMrgDpOXye2dq937ecXt7ae9ZzabNdB+yr50cqXBCkHZIx5Ggkd5Y3pjIhelutPwJp/QBBaxPacApd",
+	"aPWQ4eVNOuN8TGJatdYfKUjE0MyMI6671n0+6CKexlyIOGER5db0c6Lsxd6x53uZTJzoU92lJWGWGNO+",
+	"20IOl9xLask8W0YGvFxeeb7nAkBe1+u0g3ZgnjKNkJR5XW+lHbRXHIwB5XwhgswvQ6pnpf0+vTDzwNwR",
+	"O+s8DY5A32wMjL+jw++JJfNYSMcYsIKKb2PDveeMn+VLVSPLq8PnuSXE6aXG7C9Y6EmafBl65pvQ65nt",
+	"2LMBCoRv03OSZAjoJPawjAUKOddOTn1zjMlQGsGAXLH3u52q2H3D4iuXAFbIIKOEec+Z0g6rjdRysBGb",
+	"5Ij5iTkgxK1docDNm2pYtTSam6yr1PO2O6Vbm8ZnIQRiABbD7pdswyHY23kC5tRoiuDQfMOoY+Kum2IV",
+	"dzZfuxWt+bpGG+FoD9Z61Wszb7M14Oh1DSdszHStyQIWuRZUIgydWnShMxtdaFjylHyf0ScQiRQF0ECK",
+	"MR6T+pl0ZyeV9JyJTOE5vG47RJlUWASkHO78EICqx/aLBifV1Ylfr/O0HAQ3ZDnPZDe/roULvOVgeb0V",
+	"dFqdteNO0F0JukHwx2bYYumPRp3Xm7YhXikaW20n02KM7CemaSImYyxPNWMGN2HvKrautxysNI2shDyX",
+	"SGcbjbhLcL7mXywgXCVq2TNtePW0x4JWy8FxZ7Ub5COq5jh6nc3ldtBebnfK7bC9BwfOMCqxo13ve3Vq",
+	"9MbTy8vLS6+0pV83xaPy4HiZXaOa1sW+eBoEpvfSbJ5y5FeAsc3Lj3nlxdadK+DlkhNmk2im8mZmi2gY",
+	"KeiSr4xOWxWo9WIA5jg2RGmsYZbJxJplT6AmGp3fz+nfKDzRTFHtm6scXfneqj1XTbMuzt9SpcgavtK5",
+	"/ZVacRJ8aeX2l8raU+aNlTm6mS4PdeV7a/PMqKilhC+szDWfotoHOkyy8ZjIiVMUSm8B6hgidfi3AUtQ",
+	"Z/A9TYb5tm/liVTTZi4e7moY98r3UqEaNLLtwkYp7HDCbU2NErUlCVcEkXg+kCIsZ1j8JDWWuTXUjfJz",
+	"jO4Y90BEOPQpZDmjS6kcM4WIoopjQYqEAlGKDZG1KWyFlpo6U2WODVpFtTTjSnrNotXlqLRo/SZVrJpf",
+	"5lnPFlX6qYgndxEJb34ZTv4wPLuRyd7ITK9hjHMXwmjMHqw7Fl00f0pOd+62KJ/F9Nxi+gElbZlgU3uv",
+	"s7yyurb+eGMzIP0opoPhiH13loy5SL+XSmfnF5eTH7x5BfWcAf17SPC77eU8t/Ca0i6GiV6QIge6DRUm",
+	"hTF3TCZy6dSxq0BX5BYljJ/lFnSZw9jcy3eZKrIR2zPcrmygbna+sfvqt/lxaxsj/DdLzEaqhlRXUDUN",
+	"MTnH3fXsTFFmNY4jb3Gugaiq5eTyoq+jhAWp5YOZ7bv29l3IICvIs6ZuS1GEREA3KYJtRcVxg+LTTadh",
+	"bNUu5h/bJ65sBZu3v1GUWTUvdObooqqWrXbW5plIQ3GrX5EuaBmN21Jl3ci7Kn8Ws2eaLh1VfWNCYELn",
+	"jRohLcpJ1P1gvvW34o7P/ehui6PaiA7OUmPsAhuE3HyJdaJsJt3CahD4sBqsmP82MQxgHyhY5o51hdMx",
+	"IsytCjiwhVfFIORTMa+eRTK4eIv1CqPX2/ElVKgZL1x5mHLTpCDOlle4j5pofaHo5avKZRvqK8XwPhuO",
+	"dDKB4vv3U8emu3FBxLKfAxdVVBN+g7i8OplbGl5fjOLh9bsH9MPMp2uttIIgCFqPSRC0NsynoPzXmdG1",
+	"irWrKFubg6+Xb1jlGX2r//gffngffcu8F9z2zw3mTgrXTSRYvqfC9Skt58rMcpZnp7Kex0FKrj1NM6v5",
+	"FV+5qK7mNYtnHrt18VzPD7Z4qx/b3zWlN9+pdsyMjl0WOqronv4sf7dC5A7K92fF6v8ZxSpLMXAbBKXD",
+	"zaVg+ECSxJXFHjE+fCCty7Hwa9WuLbigSdJytyQUMUdbAyaHcC8HgYs9YhTcFY2JREydBnRGJ49UyF3q",
+	"Gsba82Ri60FD/27+NlNgJLNFDwgEU1q8pe0u5L0CaNjzEZOCpwUtG0RdOM3QYREkVXTcT6gyDTrAwQzO",
+	"JuR1oE0VqKqmkB+PVA1c80gtFiNMlIAh1fUxdosCZCVwBt3XaJAx3YbeFDIyr07aBI/s5fokRrdydulo",
+	"XvP69KZU5HbIt0Xs6vw6OIb1qDJleVMXCjinD8UEfJganh/yppH54ECfPjjMpw8NSE7EPRgD2epUfols",
+	"wZIXCIVBtIKDyuS1tyeocwMdDNDNy4toesgtqM22BxV8GSpuXavG55u1h8jVnstDrcBKbFAf8UZYa9WW",
+	"lQYyFG04pKlzJVQ2pEUFmbbRP10tnlxZ/bwCbMiR5MxmZo1t9gIir9wtCwQG9AKIK2fdZAZUMdv3MQBK",
+	"5HYZ6Ao8B3h+H3/ZNGb5gzhsmxDrcyn0dwis4hu8cr1CyaHzOwrwmhPcO9W94CFYNaMltLiGhnZAVkQi",
+	"l96jqR62qlepAJb6dXzFKBTSKOqLDf2USOvpXgr4bLWPoRCxM9unW8ox3Q/jO3bY5bs4im+2MT6AC9ZR",
+	"CPfN1R13ooOdX+NtPacyZpH+1LW3z8pYkzJmGDWQSnZHccjvqnO57VtXut6w+OpaMFruRC9uBvDzy2AK",
+	"ftCG+XFixeUFOZxUZFoxB1Qucmwawca5xFwNVpuk0e8qfvz7QFk+h8h+mRDZryzGdXtwa2H6nCx+8rbz",
+	"6u1vFJc9/YoY6O+oLYbx/hGCAh7SgEt1BcpytGLsTauAd9tSGNA7Qfhe1JAK5O5Vc7IA1XxF9RPo8SxJ",
+	"ehAlmJhsjIYSFEOT2MLES3XOgulD3qf5VYKwkAcZJGJSDEN2ho4Y1DIHiII+pTyHujcx42oy88NBSJ4h",
+	"v1QOMyniLLIZOSWjbGRJsFA+vDj/CW9KyH5oBf/DiZu5aPX3IXLq6/srkz/LraBzHGzmwM8Hkj+uHxvt",
+	"/zsTOp89vA9jVGCOF7HOUMwO9KGykXzIc3f9InctP6KQKcwqcwfqYVy/xgpZsiLK1lH+eJK20dV8jBH1",
+	"WfceVL17bUBojb2cpSZfnd8wz/PCtJjSPz0LczmsQ3DeW2Lm1aSQDeSps9ZjQzVSam4W01Ta6spJwM/2",
+	"1adnX1Xu6nF0XUHhslFmFTRdzDND16nrd67fSfOK1Mp10h9Fpk5N+4FkauV4/93J1M8iskFEOtQkeUBU",
+	"mRVyaDd9EkLOlmgoC6DmoUGaqmrBvkeqBK/Zw+dXLQnfqg8hv0Z/sFxiSn8wEtHZlwsZT6hStYuAmAr5",
+	"kJ1TvtiGb92lhb3ZgoO9Wl3B8ur6PE79JIfg+Xh1aPGk66lygSu23YaXPJngRYZoBtStXnvNAeUhd6Zv",
+	"cbe8S+LIvzamtM1gv2CKLjZZyId1WOt7y/umGowr60Ewv5RvKB7ZKOXvnWiw/Pcm5VcdeKg/F/itQcr/",
+	"UW58P7eU/3a8auTg1HUhDxfPaoBdmS5vhV25SfxyBvQHTFJwbNEvgbxVoNSvGCX12ej+ZTQKmxBB5k2H",
+	"uJ/aEYvo+ioTWzZx1d45aNiUVFPli+yVLxwvHq4WMlGwEHpaIppJZDr0Fl25OVuNyFbJcRenK7z+y820",
+	"elc9ZkXG5SUimPoOe1qBHaRNe1R6klAVcuvmluflVWN9xomcQGYGDj2c6pKDd+G8EkHi0vzG/HuaKIr3",
+	"M14TPnxmyHWrcavppV4a6XFSL2tqM4b/v1hEmO5pHrC5w/YP5ndICB9+GXqUh17tb5TE1d+xxIj9Iofd",
+	"dUHSAZWUR+6ZpcpDNycdN7E1W2fgXgfnfc6BK3rmYL7FqcB02K2DvUeqnKUPeA/nBe3jYCvnoFg25Z3g",
+	"LrdVuH64fqNXYYFYlMf5xCOjc8qMqynUXu2O/llPzVeuv/u6QQqBKe5wX7q7tua6dXWTYgqy9B4LfMNi",
+	"PTc6OVXqphUZUy3ZDawnL+TDIvpIgXsaGIcDKcZUj2imEARwiZDEMdHdkvX0JyBFpqljD4aE+R0bRFMe",
+	"TWDElBZDScbKr/nq8N1IxNQv4JgRiUbuV1fzakBp7EOu84XcXbRS7olUiKQN+wIS0qcJGj7K8vNa1rcs",
+	"oJxtwEr9Zb24kKdS9G3RLU4pcinLE7uWxyFf5SgZ9IWQZxaTOhGZhLHgTAtztG0drPwykBle9sItwXzs",
+	"LE0Iq29P7zfw1c7zg7zQ32mNkKdaaJLANzXi5mBDPydzO+S/geM/HOzc2AhepEJlyG946I1p7svQAsJC",
+	"zz9n5MvQs6pr6F3B6jIS4Y5M0O27T4cPujVDRaA8CTcdNFdmqj0hVhxde9peppQbWbLSDgr5jiz2D1sv",
+	"nuNJ84FeEiygRlRVwOKVQnmV4Zlthu2m7Cil0d34YT7icsO5uXQBK2aFnPGB6IYcACVdt0CgTy31zCUv",
+	"TVM1vMXMtOH2sea9kTeSN/CJCcvaElbqpF0QBf2MJa7gENM3bR70XMwrNl0dvIIN5rEMAinjQx/WgpXS",
+	"4YHXQuZPGObMOOgLkWOYMWuSNzSaw9Eb/SV2tJ+Y0MVRGe3X1gv9ZHaJGRczYhoWmpZt8aZ9kV8/cDsu",
+	"kMWUa6YnuT0zleMOC0V27CNjOOfugN6iUbhYZEyCHGwfcnQ6tmGrlKEPiAwsM+s/eOhqDgcUe0iPSM7P",
+	"3DUWV3esvHYdByzy8T9D1n4pyJqu1JHo0xHj8UwsIj+rnwR+rVrL72SKO9XrW78+wexIFFp2JFP1t8bk",
+	"jBrTrGcUYav52pLQlp8VZqK19YkGdACgp0LVXRXOvdDomFisFf/sLi0lIiLJSCjd3Qg2AkzhdJRuDJzY",
+	"0ta+sx3yCtdF3d2y+G2hvLRLQhf+nNnqgTXeWl35nG/OVyPKkgm0aM/Uf2zq1Uo5sMaJX/cF+Y6odbI7",
+	"28gp0k8KOwbNGltrxXVbETJXJ1f/NwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

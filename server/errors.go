@@ -226,7 +226,7 @@ func writeProblem(w http.ResponseWriter, p *problem) {
 		Type:   "about:blank",
 		Title:  http.StatusText(p.status),
 		Status: p.status,
-		Detail: &p.detail,
+		Detail: p.detail,
 	}
 	if len(p.fields) > 0 {
 		body.Errors = &p.fields
