@@ -192,6 +192,10 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
+// DB returns the Store's connection pool, for its statistics (sql.DB.Stats, which metrics
+// report). Queries go through the Store's methods, which bound and translate them.
+func (s *Store) DB() *sql.DB { return s.db.DB }
+
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.bound(ctx)
