@@ -13,9 +13,13 @@ build:
 	$(GO) build -o bin/apikeys ./cmd/apikeys
 
 ## test: the whole suite, on SQLite and PostgreSQL (see README: Testing)
+RAN := $(or $(TMPDIR),/tmp)/apikeys-test-ran-$(shell id -u)
 test:
-	@rm -f $(NOTICE)
-	@APIKEYS_TEST_NOTICE_FILE=$(NOTICE) $(GO) test -count=1 -race ./...; status=$$?; \
+	@rm -f $(NOTICE) $(RAN)
+	@APIKEYS_TEST_NOTICE_FILE=$(NOTICE) APIKEYS_TEST_RAN_FILE=$(RAN) $(GO) test -count=1 -race ./...; status=$$?; \
+	echo; echo 'make test: the databases the suite ran on (packages):'; \
+	if [ -s $(RAN) ]; then sort $(RAN) | awk -F'\t' '{ n[$$2]++; p[$$2] = p[$$2] (n[$$2] > 1 ? ", " : "") $$3 } END { for (w in n) printf "  - %s (%s)\n", w, p[w] }' | sort; \
+	else echo '  - none: no test created a database'; fi; rm -f $(RAN); \
 	if [ -s $(NOTICE) ]; then \
 	  echo; echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
 	  echo '!!! PostgreSQL was not available: ONLY THE SQLITE HALF OF THE SUITE RAN.       !!!'; \

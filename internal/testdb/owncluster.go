@@ -57,6 +57,9 @@ func NewCluster(t testing.TB) *Cluster {
 		t.Fatalf("testdb: starting a throwaway PostgreSQL cluster: %v", err)
 	}
 	cl := &Cluster{c: c}
+	recordRanAs(Postgres+":own", func() string {
+		return "PostgreSQL throwaway clusters (initdb, pg_ctl) that the failure tests freeze and restart"
+	})
 	t.Cleanup(func() {
 		if err := cl.Thaw(); err != nil {
 			t.Errorf("testdb: thawing the cluster before stopping it: %v", err)

@@ -123,9 +123,13 @@ func New(t testing.TB, engine string) DB {
 	t.Helper()
 	switch engine {
 	case SQLite:
-		return newSQLite(t)
+		db := newSQLite(t)
+		recordRan(engine)
+		return db
 	case Postgres:
-		return newPostgres(t)
+		db := newPostgres(t)
+		recordRan(engine)
+		return db
 	default:
 		t.Fatalf("testdb: unknown engine %q (want %q or %q)", engine, SQLite, Postgres)
 		return DB{}
