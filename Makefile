@@ -2,7 +2,7 @@
 GO     ?= go
 NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
 
-.PHONY: run build test test-long generate check-generate lint lint-go lint-spec bench bench-tools
+.PHONY: run build test test-long generate check-generate lint lint-go lint-spec lint-compose bench bench-tools
 
 ## run: build, then serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
 run: build
@@ -55,13 +55,17 @@ generate:
 check-generate: generate
 	git diff --exit-code -- gen/ go.mod go.sum
 
-## lint: gofmt, go vet, and openapi.yaml under Spectral (spectral:oas) and Redocly (recommended,
-## warnings as errors), both installed from npm at the versions tools/speclint pins: no error, no warning
-lint: lint-go lint-spec
+## lint: gofmt, go vet; openapi.yaml under Spectral (spectral:oas) and Redocly (recommended,
+## warnings as errors), both installed from npm at the versions tools/speclint pins: no error, no
+## warning; docker-compose.yml under `docker-compose config`
+lint: lint-go lint-spec lint-compose
 lint-go:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags soak ./cmd/apikeys
+lint-compose:
+	@command -v docker-compose >/dev/null || { echo "lint: docker-compose is needed to check docker-compose.yml (Debian's docker-compose)"; exit 1; }
+	docker-compose -f docker-compose.yml config -q
 SPECLINT := tools/speclint
 lint-spec: $(SPECLINT)/node_modules/.package-lock.json
 	cd $(SPECLINT) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npm run --silent lint
