@@ -66,10 +66,10 @@ func TestLoadConfig(t *testing.T) {
 
 func TestRunRejectsUnknownCommands(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out, &out); err == nil {
+	if err := run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, nil, &out, &out); err == nil {
 		t.Error("run accepted an unknown command")
 	}
-	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &out, &out); err != nil || !strings.Contains(out.String(), "usage") {
+	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, nil, &out, &out); err != nil || !strings.Contains(out.String(), "usage") {
 		t.Errorf("--help: %v %q", err, out.String())
 	}
 }
@@ -87,7 +87,7 @@ func TestDatabaseURLPasswordIsNeverPrinted(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := run(ctx, nil, func(k string) string {
 			return map[string]string{"APIKEYS_DATABASE_URL": url, "APIKEYS_ADDR": "127.0.0.1:0", "APIKEYS_DB_TIMEOUT": "1s"}[k]
-		}, &out, &out)
+		}, nil, &out, &out)
 		cancel()
 		if err == nil {
 			t.Errorf("%s: run started", url)

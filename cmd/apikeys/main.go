@@ -1,8 +1,13 @@
-// Command apikeys runs the API-key service.
+// Command apikeys runs the API-key service and is its command-line client.
 //
-//	apikeys [serve]
+//	apikeys [serve]          run the service (the default)
+//	apikeys healthcheck      ask the local service whether it is ready
+//	apikeys migrate          apply the database migrations and exit
+//	apikeys keys ...         create, list, get, update, revoke, rotate, verify keys
+//	apikeys subjects get ID  the subject behind a key
 //
-// Configuration comes from the environment; see README.md for the table.
+// The service's configuration comes from the environment; see README.md for the table.
+// The client reads APIKEYS_URL and APIKEYS_TOKEN; `apikeys --help` says more (cli.go).
 package main
 
 import (
@@ -32,11 +37,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "apikeys:", err)
-		os.Exit(1)
-	}
+	code := exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // config is the service's configuration, read from the environment.
@@ -174,22 +177,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, nil
 }
 
-// run starts the service and serves until ctx is cancelled, then shuts down gracefully:
+// serve starts the service and serves until ctx is cancelled, then shuts down gracefully:
 // in-flight requests finish, recorded key usage is written, the database is closed.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	switch {
-	case len(args) == 0 || args[0] == "serve":
-	case args[0] == "healthcheck":
-		return healthcheck(ctx, getenv)
-	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
-		fmt.Fprintln(stdout, "usage: apikeys [serve | healthcheck]\n\n"+
-			"serve        run the service (the default)\n"+
-			"healthcheck  exit 0 when the service on APIKEYS_ADDR is ready (for container health checks)\n\n"+
-			"Configuration is read from APIKEYS_* environment variables; see README.md.")
-		return nil
-	default:
-		return fmt.Errorf("unknown command %q (want: serve or healthcheck)", args[0])
-	}
+func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err

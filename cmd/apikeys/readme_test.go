@@ -67,7 +67,7 @@ func start(t *testing.T, env map[string]string) *started {
 	s := &started{url: "http://" + addr, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, s.stdout, s.stderr)
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, nil, s.stdout, s.stderr)
 	}()
 	var once sync.Once
 	var result error
@@ -158,13 +158,13 @@ func TestReadmeOnTheDefaults(t *testing.T) {
 	probe := func(k string) string {
 		return map[string]string{"APIKEYS_ADDR": strings.TrimPrefix(s.url, "http://")}[k]
 	}
-	if err := run(context.Background(), []string{"healthcheck"}, probe, io.Discard, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"healthcheck"}, probe, nil, io.Discard, io.Discard); err != nil {
 		t.Errorf("healthcheck of a running service: %v", err)
 	}
 	if err := s.stop(); err != nil {
 		t.Errorf("graceful shutdown: %v", err)
 	}
-	if err := run(context.Background(), []string{"healthcheck"}, probe, io.Discard, io.Discard); err == nil {
+	if err := run(context.Background(), []string{"healthcheck"}, probe, nil, io.Discard, io.Discard); err == nil {
 		t.Error("healthcheck succeeded with the service stopped")
 	}
 	if _, err := os.Stat(filepath.Join("data", "apikeys.db")); err != nil {

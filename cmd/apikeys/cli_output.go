@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/qs/apikeys/gen"
+)
+
+// outputFormat is the value of -o: human tables, or the service's JSON as it answered.
+type outputFormat string
+
+const (
+	outputTable outputFormat = "table"
+	outputJSON  outputFormat = "json"
+)
+
+var _ pflag.Value = (*outputFormat)(nil)
+
+func (o *outputFormat) String() string {
+	if *o == "" {
+		return string(outputTable)
+	}
+	return string(*o)
+}
+
+func (o *outputFormat) Set(s string) error {
+	switch outputFormat(s) {
+	case outputTable, outputJSON:
+		*o = outputFormat(s)
+		return nil
+	}
+	return errors.New("want table or json")
+}
+
+func (o *outputFormat) Type() string { return "format" }
+
+func (c *cli) json() bool { return c.output == outputJSON }
+
+// timeFlag is an RFC 3339 timestamp given on the command line.
+type timeFlag struct{ t *time.Time }
+
+func (f *timeFlag) String() string {
+	if f.t == nil {
+		return ""
+	}
+	return f.t.Format(time.RFC3339)
+}
+
+func (f *timeFlag) Set(s string) error {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return errors.New("want an RFC 3339 time such as 2030-01-31T12:00:00Z")
+	}
+	f.t = &t
+	return nil
+}
+
+func (f *timeFlag) Type() string { return "time" }
+
+// expiry is the pair of flags that set an expiry: --expires-at TIME or --expires-in DURATION.
+type expiry struct {
+	at timeFlag
+	in time.Duration
+}
+
+func (e *expiry) flags(f *pflag.FlagSet, what string) {
+	f.Var(&e.at, "expires-at", "when "+what+" expires (RFC 3339, such as 2030-01-31T12:00:00Z)")
+	f.DurationVar(&e.in, "expires-in", 0, "when "+what+" expires, from now (such as 720h)")
+}
+
+// value returns the expiry the flags give, or nil when neither was given.
+func (e *expiry) value(f *pflag.FlagSet) (*time.Time, error) {
+	switch {
+	case f.Changed("expires-at") && f.Changed("expires-in"):
+		return nil, errors.New("give --expires-at or --expires-in, not both")
+	case f.Changed("expires-at"):
+		return e.at.t, nil
+	case f.Changed("expires-in"):
+		if e.in <= 0 {
+			return nil, errors.New("--expires-in: want a positive duration such as 720h")
+		}
+		t := time.Now().Add(e.in).UTC().Truncate(time.Second)
+		return &t, nil
+	}
+	return nil, nil
+}
+
+// jsonObject is a JSON object given on the command line, sent as written.
+type jsonObject struct{ raw json.RawMessage }
+
+func (j *jsonObject) String() string { return string(j.raw) }
+
+func (j *jsonObject) Set(s string) error {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &probe); err != nil || probe == nil {
+		return errors.New(`want a JSON object such as '{"team":"infra"}'`)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		return err
+	}
+	j.raw = b.Bytes()
+	return nil
+}
+
+func (j *jsonObject) Type() string { return "json" }
+
+// ifSet returns &v when the flag was given on the command line, else nil.
+func ifSet[T any](f *pflag.FlagSet, name string, v T) *T {
+	if !f.Changed(name) {
+		return nil
+	}
+	return &v
+}
+
+func toScopes(ss []string) gen.Scopes {
+	out := make(gen.Scopes, 0, len(ss))
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, gen.Scope(s))
+		}
+	}
+	return out
+}
+
+// table writes aligned columns.
+type table struct{ *tabwriter.Writer }
+
+func newTable(w io.Writer) *table { return &table{tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)} }
+
+func (t *table) row(cells ...string) {
+	for i := range cells {
+		cells[i] = oneLine(cells[i])
+	}
+	fmt.Fprintln(t, strings.Join(cells, "\t"))
+}
+
+// opt writes a row only when the value is present.
+func (t *table) opt(label string, v *string) {
+	if v != nil {
+		t.row(label, *v)
+	}
+}
+
+func (t *table) optTime(label string, v *time.Time) {
+	if v != nil {
+		t.row(label, timeText(*v))
+	}
+}
+
+// oneLine keeps a cell on its line and in its column: tab, line feed and carriage return
+// (which descriptions may hold) are shown escaped.
+func oneLine(s string) string {
+	return strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(s)
+}
+
+func timeText(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func orDash(v *string) string {
+	if v == nil || *v == "" {
+		return "-"
+	}
+	return *v
+}
+
+func scopesText(s gen.Scopes) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(s))
+	for i, x := range s {
+		parts[i] = string(x)
+	}
+	return strings.Join(parts, ",")
+}
+
+// keyRows writes a key's fields, one a row, named as in the API; absent optional ones are left out.
+func keyRows(t *table, k *gen.ApiKey) {
+	t.row("id", k.Id)
+	t.row("name", k.Name)
+	t.opt("description", k.Description)
+	t.row("status", string(k.Status))
+	t.row("subjectId", k.SubjectId)
+	t.opt("tenantId", k.TenantId)
+	t.opt("environmentId", k.EnvironmentId)
+	t.opt("intendedUse", k.IntendedUse)
+	t.row("scopes", scopesText(deref(k.Scopes)))
+	if k.Metadata != nil {
+		t.row("metadata", string(*k.Metadata))
+	}
+	t.row("prefix", k.Prefix)
+	t.row("lastFour", k.LastFour)
+	t.row("hashAlgo", string(k.HashAlgo))
+	t.row("createdBySubjectId", k.CreatedBySubjectId)
+	t.row("createdAt", timeText(k.CreatedAt))
+	t.optTime("updatedAt", k.UpdatedAt)
+	t.optTime("expiresAt", k.ExpiresAt)
+	t.optTime("lastUsedAt", k.LastUsedAt)
+	t.opt("lastUsedIp", k.LastUsedIp)
+	t.optTime("revokedAt", k.RevokedAt)
+	t.opt("revokedBySubjectId", k.RevokedBySubjectId)
+	t.opt("revokedReason", k.RevokedReason)
+	t.opt("rotatedFromId", k.RotatedFromId)
+	t.opt("replacedById", k.ReplacedById)
+}
+
+// writeKey prints one key: its fields, or the service's JSON.
+func (c *cli) writeKey(body []byte) error {
+	if c.json() {
+		return c.writeRaw(body)
+	}
+	var k gen.ApiKey
+	if err := json.Unmarshal(body, &k); err != nil {
+		return fmt.Errorf("the service's answer cannot be read: %w", err)
+	}
+	t := newTable(c.stdout)
+	keyRows(t, &k)
+	return t.Flush()
+}
+
+// writeCreated prints a key just created or rotated with its secret, once, on stdout only.
+func (c *cli) writeCreated(body []byte, secret string) error {
+	if c.json() {
+		fmt.Fprintln(c.stderr, "Store secretKey now: it is shown only in this answer and cannot be shown again.")
+		return c.writeRaw(body)
+	}
+	fmt.Fprintln(c.stderr, "Store the secretKey below now: it is shown only once and cannot be shown again.")
+	var k gen.ApiKey // the same fields but the secret, which is added last
+	if err := json.Unmarshal(body, &k); err != nil {
+		return fmt.Errorf("the service's answer cannot be read: %w", err)
+	}
+	t := newTable(c.stdout)
+	keyRows(t, &k)
+	t.row("secretKey", secret)
+	return t.Flush()
+}
+
+// writeRaw prints the service's JSON as it answered.
+func (c *cli) writeRaw(body []byte) error {
+	if _, err := c.stdout.Write(body); err != nil {
+		return err
+	}
+	if !bytes.HasSuffix(body, []byte("\n")) {
+		_, err := io.WriteString(c.stdout, "\n")
+		return err
+	}
+	return nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
