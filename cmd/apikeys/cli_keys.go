@@ -259,7 +259,7 @@ pages to the end (with -o json, their keys are printed as one JSON array).`,
 		for i := range keys {
 			k := &keys[i]
 			t.row(k.Id, k.Name, string(k.Status), orDash(k.TenantId), orDash(k.EnvironmentId),
-				scopesText(deref(k.Scopes)), orDash(timePtrText(k.ExpiresAt)), orDash(timePtrText(k.LastUsedAt)))
+				scopesText(scopesOf(k.Scopes)), orDash(timePtrText(k.ExpiresAt)), orDash(timePtrText(k.LastUsedAt)))
 		}
 		return t.Flush()
 	})

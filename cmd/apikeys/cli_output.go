@@ -193,7 +193,7 @@ func keyRows(t *table, k *gen.ApiKey) {
 	t.opt("tenantId", k.TenantId)
 	t.opt("environmentId", k.EnvironmentId)
 	t.opt("intendedUse", k.IntendedUse)
-	t.row("scopes", scopesText(deref(k.Scopes)))
+	t.row("scopes", scopesText(scopesOf(k.Scopes)))
 	if k.Metadata != nil {
 		t.row("metadata", string(*k.Metadata))
 	}
@@ -202,7 +202,7 @@ func keyRows(t *table, k *gen.ApiKey) {
 	t.row("hashAlgo", string(k.HashAlgo))
 	t.row("createdBySubjectId", k.CreatedBySubjectId)
 	t.row("createdAt", timeText(k.CreatedAt))
-	t.optTime("updatedAt", k.UpdatedAt)
+	t.optTime("updatedAt", timeOf(k.UpdatedAt))
 	t.optTime("expiresAt", k.ExpiresAt)
 	t.optTime("lastUsedAt", k.LastUsedAt)
 	t.opt("lastUsedIp", k.LastUsedIp)
@@ -256,10 +256,27 @@ func (c *cli) writeRaw(body []byte) error {
 	return nil
 }
 
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
+// scopesOf and timeOf read a field the generated types hold as a pointer while the spec
+// calls it optional and as a value once it is required (updatedAt and scopes are being
+// made required), so that this file compiles either way.
+func scopesOf[T gen.Scopes | *gen.Scopes](v T) gen.Scopes {
+	switch x := any(v).(type) {
+	case *gen.Scopes:
+		if x != nil {
+			return *x
+		}
+	case gen.Scopes:
+		return x
 	}
-	return *p
+	return nil
+}
+
+func timeOf[T time.Time | *time.Time](v T) *time.Time {
+	switch x := any(v).(type) {
+	case *time.Time:
+		return x
+	case time.Time:
+		return &x
+	}
+	return nil
 }
