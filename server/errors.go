@@ -213,7 +213,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if errors.Is(clientCtx.Err(), context.Canceled) {
 		// The client closed the connection: whatever failed after that failed because of
 		// it (a cancelled query, a hash slot never reached). Not the service's error.
-		s.log.Info("client closed the request", "method", c.Request().Method, "path", c.Request().URL.Path)
+		s.log.InfoContext(c.Request().Context(), "client closed the request", "method", c.Request().Method, "path", c.Request().URL.Path)
 		c.Response().Status = statusClientClosed
 		return
 	}

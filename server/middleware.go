@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	echomw "github.com/labstack/echo/v4/middleware"
 
@@ -22,23 +24,116 @@ import (
 	"github.com/qs/apikeys/service"
 )
 
-// logRequests logs one line per request: method, route, status and duration. Headers,
-// query strings and bodies are never logged, so a secret cannot reach the log.
+// logRequests gives every request its id (the client's X-Request-ID when it is sane, else a
+// fresh UUIDv7), returns it in the X-Request-ID header of every answer, errors included,
+// and puts it in the request's context, where every log line written about the request
+// finds it (logHandler). Once the request is answered, it counts it in the metrics and logs
+// exactly one line: id, method, route (the template of openapi.yaml), status, latency in
+// milliseconds and, when the caller was authenticated, its subject. Headers, query strings
+// and bodies are never logged, so a secret cannot reach the log. It is the outermost
+// middleware: a panic below it still yields its 500, its metrics and its line.
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		r := c.Request()
+		id := requestID(r.Header)
+		c.Response().Header().Set(headerRequestID, id)
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		c.SetRequest(r.WithContext(ctx))
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
-		route := c.Path()
-		if route == "" {
-			route = "(unmatched)"
-		}
-		s.log.Info("request", "method", c.Request().Method, "route", route,
-			"status", c.Response().Status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+		method, route := s.route(c)
+		s.finish(ctx, method, route, c.Response().Status, time.Since(start), principal(c.Request().Context()))
 		return nil
 	}
 }
+
+// finish counts an answered request and writes its one log line.
+func (s *Server) finish(ctx context.Context, method, route string, status int, elapsed time.Duration, p *apikeys.Principal) {
+	s.metrics.request(method, route, status, elapsed)
+	attrs := make([]slog.Attr, 0, 5)
+	attrs = append(attrs, slog.String("method", method), slog.String("route", route), slog.Int("status", status),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
+	if p != nil {
+		attrs = append(attrs, slog.String("subject", p.SubjectID))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+}
+
+// route returns the labels of a request: its method (OTHER unless it is one of HTTP's, so
+// that a client cannot make the labels grow without bound) and its route: the path template
+// of openapi.yaml, or Echo's own for a route the spec does not describe, or routeUnmatched.
+func (s *Server) route(c echo.Context) (method, route string) {
+	route, ok := s.templates[c.Path()]
+	switch {
+	case ok:
+	case c.Path() != "":
+		route = c.Path() // a pattern registered on Echo: a bounded set
+	default:
+		route = routeUnmatched
+	}
+	return methodLabel(c.Request().Method), route
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}
+
+const headerRequestID = "X-Request-ID"
+
+type requestIDKey struct{}
+
+// requestID returns the client's X-Request-ID when there is exactly one and it is 1 to 128
+// characters of A-Z a-z 0-9 . _ : - (nothing a log or a header could be confused by), and
+// a fresh UUIDv7 otherwise.
+func requestID(h http.Header) string {
+	if v := h.Values(headerRequestID); len(v) == 1 && saneRequestID(v[0]) {
+		return v[0]
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString() // v7 fails only when crypto/rand does
+	}
+	return id.String()
+}
+
+func saneRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// logHandler adds the request id of the context to every record logged with one, so that
+// whatever the server logs about a request (its line, a 503, an internal error, a panic)
+// carries the id the client was given.
+type logHandler struct{ slog.Handler }
+
+func (h logHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return logHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h logHandler) WithGroup(name string) slog.Handler { return logHandler{h.Handler.WithGroup(name)} }
 
 // Request bodies are small: a key is a few hundred bytes plus at most 4 KiB of metadata.
 // Tight limits keep a client from making the validator chew on a megabyte of nesting.

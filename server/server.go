@@ -6,6 +6,8 @@
 package server
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +40,9 @@ type Config struct {
 	// BodyBudget bounds the request body bytes being read and checked at once, across
 	// requests (default DefaultBodyBudget).
 	BodyBudget int64
+	// DB is the store's connection pool, whose statistics GET /metrics reports (go_sql_*);
+	// nil leaves them out.
+	DB *sql.DB
 }
 
 // Defaults of Config.
@@ -53,6 +58,9 @@ type Server struct {
 	log  *slog.Logger
 	ops  map[[2]string]operation // by method and Echo path; an array key needs no concatenation
 	echo *echo.Echo
+
+	templates map[string]string // openapi.yaml's path templates by Echo path, for metrics and logs
+	metrics   *metrics
 
 	requestTimeout time.Duration
 	bodyBudget     *semaphore.Weighted
@@ -91,8 +99,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.BodyBudget <= 0 {
 		cfg.BodyBudget = DefaultBodyBudget
 	}
-	s := &Server{svc: cfg.Service, spec: cfg.Spec, log: cfg.Logger, ops: map[[2]string]operation{},
-		requestTimeout: cfg.RequestTimeout, bodyBudget: semaphore.NewWeighted(cfg.BodyBudget), bodyBudgetSize: cfg.BodyBudget}
+	log := slog.New(logHandler{cfg.Logger.Handler()}) // lines about a request carry its id
+	s := &Server{svc: cfg.Service, spec: cfg.Spec, log: log, ops: map[[2]string]operation{},
+		requestTimeout: cfg.RequestTimeout, bodyBudget: semaphore.NewWeighted(cfg.BodyBudget), bodyBudgetSize: cfg.BodyBudget,
+		templates: map[string]string{}, metrics: newMetrics(cfg.Service, cfg.DB, log)}
 	// The generated spec capitalises operationIds; match them without regard to case.
 	byName := map[string]service.Op{}
 	for _, op := range service.Operations() {
@@ -100,6 +110,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	for path, item := range spec.Paths.Map() {
 		echoPath := strings.NewReplacer("{", ":", "}", "").Replace(path)
+		s.templates[echoPath] = path
 		for method, op := range item.Operations() {
 			o := operation{id: byName[strings.ToLower(op.OperationID)], query: map[string]bool{}, body: op.RequestBody != nil}
 			for _, p := range append(item.Parameters, op.Parameters...) {
@@ -124,11 +135,11 @@ func New(cfg Config) (*Server, error) {
 	e.HTTPErrorHandler = s.errorHandler
 	// The peer's address, never a header a client can forge, unless a proxy is configured.
 	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(s.logRequests)
 	e.Use(echomw.RecoverWithConfig(echomw.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-		s.log.Error("panic", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+		s.log.ErrorContext(c.Request().Context(), "panic", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err, "stack", string(stack))
 		return err
 	}}))
-	e.Use(s.logRequests)
 	e.Use(s.deadline)
 	e.Use(s.bodyLimits)
 	e.Use(s.checkQuery)
@@ -158,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))
 	// Registered again, the route keeps its place and its middleware and takes this handler.
 	e.POST("/api-keys/verify", s.verifyRoute)
+	e.GET("/metrics", s.metricsRoute)
 	s.echo = e
 	return s, nil
 }
@@ -169,8 +181,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if onSpareConn(r) {
 		w.Header().Set("Connection", "close")
 		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			start, id := time.Now(), requestID(r.Header)
+			w.Header().Set(headerRequestID, id)
 			writeProblem(w, &problem{status: http.StatusServiceUnavailable, retryAfter: "1",
 				detail: "the service has as many connections as it serves; retry shortly"})
+			s.finish(context.WithValue(r.Context(), requestIDKey{}, id), methodLabel(r.Method), routeRefused,
+				http.StatusServiceUnavailable, time.Since(start), nil)
 			return
 		}
 	}

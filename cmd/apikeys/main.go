@@ -185,11 +185,6 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
-	if cfg.generated {
-		// Printed once, to standard output beside the address, so that a first run needs
-		// no set-up. It is not written to the structured log on standard error.
-		fmt.Fprintf(stdout, "WARNING: APIKEYS_ADMIN_TOKEN is not set; generated an admin token for this run only:\n\n    %s\n\nSet APIKEYS_ADMIN_TOKEN to keep one across restarts.\n\n", cfg.adminToken)
-	}
 
 	tuneGC(getenv)
 	st, err := store.OpenWith(ctx, cfg.databaseURL, store.Options{Timeout: cfg.dbTimeout})
@@ -203,7 +198,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Feed: st, CacheEntries: cfg.cacheEntries,
 	})
 	srv, err := server.New(server.Config{Service: svc, Spec: apikeys.OpenAPI, Logger: log,
-		RequestTimeout: cfg.requestTimeout, BodyBudget: cfg.bodyBudget})
+		RequestTimeout: cfg.requestTimeout, BodyBudget: cfg.bodyBudget, DB: st.DB()})
 	if err != nil {
 		svc.Close(context.Background())
 		return err
@@ -226,8 +221,15 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "database", dbKind(cfg.databaseURL))
-	fmt.Fprintf(stdout, "apikeys listening on http://%s\n", ln.Addr())
+	log.Info("listening", "addr", ln.Addr().String(), "interfaces", interfaces(ln.Addr()), "database", dbKind(cfg.databaseURL))
+	fmt.Fprintf(stdout, "apikeys listening on http://%s (%s)\n", ln.Addr(), interfaces(ln.Addr()))
+	if cfg.generated {
+		// Printed once, to standard output beside the address, so that a first run needs no
+		// set-up; only once the listener is up, so that a run that fails to start (a port in
+		// use, a database that refuses) prints no token for a server that never served. It is
+		// not written to the structured log on standard error.
+		fmt.Fprintf(stdout, "\nWARNING: APIKEYS_ADMIN_TOKEN is not set; generated an admin token for this run only:\n\n    %s\n\nSet APIKEYS_ADMIN_TOKEN to keep one across restarts.\n\n", cfg.adminToken)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -304,6 +306,23 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("not ready: %s", res.Status)
 	}
 	return nil
+}
+
+// interfaces says, for the start-up message, who can reach a listener on addr.
+func interfaces(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	switch {
+	case !ok:
+		return addr.Network()
+	case tcp.IP.IsUnspecified() && tcp.IP.To4() == nil:
+		return "every interface, IPv4 and IPv6"
+	case tcp.IP.IsUnspecified():
+		return "every IPv4 interface"
+	case tcp.IP.IsLoopback():
+		return "this machine only"
+	default:
+		return "the interface with address " + tcp.IP.String()
+	}
 }
 
 // dbKind names the database without its credentials, for the log.
