@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +98,51 @@ func TestDatabaseURLPasswordIsNeverPrinted(t *testing.T) {
 		if strings.Contains(err.Error()+out.String(), "s3cret-pw") {
 			t.Errorf("the password was printed: %v\n%s", err, out.String())
 		}
+	}
+}
+
+// TestTokenIsPrintedOnlyOnceServing: the generated admin token is printed after the listener
+// is up, so a run that cannot start (here: its port is taken) prints none; a run that starts
+// prints it once, after the address and the interfaces it listens on.
+func TestTokenIsPrintedOnlyOnceServing(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	env := func(addr string) func(string) string {
+		return func(k string) string {
+			return map[string]string{"APIKEYS_DATABASE_URL": "file:" + dir + "/k.db", "APIKEYS_ADDR": addr}[k]
+		}
+	}
+	out := &lockedBuffer{}
+	err = run(context.Background(), nil, env(taken.Addr().String()), nil, out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("serving on a taken port: err = %v", err)
+	}
+	if strings.Contains(out.String(), "admin token") {
+		t.Errorf("a run that never served printed an admin token:\n%s", out.String())
+	}
+
+	out = &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, env("127.0.0.1:0"), nil, out, io.Discard) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "Set APIKEYS_ADMIN_TOKEN") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	listening, token := strings.Index(s, "apikeys listening on http://127.0.0.1:"), strings.Index(s, "generated an admin token")
+	if listening < 0 || token < listening || strings.Count(s, "generated an admin token") != 1 {
+		t.Errorf("want the address, then the token once:\n%s", s)
+	}
+	if !strings.Contains(s, "(this machine only)") {
+		t.Errorf("the start-up line does not say who can reach it:\n%s", s)
 	}
 }
