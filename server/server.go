@@ -169,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 	gen.RegisterHandlers(e, gen.NewStrictHandler(s, nil))
 	// Registered again, the route keeps its place and its middleware and takes this handler.
 	e.POST("/api-keys/verify", s.verifyRoute)
+	e.GET("/docs/*", s.docsAsset) // the reference page's assets (docs.go): no operation of the spec
 	e.GET("/metrics", s.metricsRoute)
 	s.echo = e
 	return s, nil
