@@ -37,9 +37,9 @@ import (
 // assetURL finds the page's references to its assets.
 var assetURL = regexp.MustCompile(`(?:src|href)="([^"]+)"`)
 
-// fetch sends a GET with the headers given (name, value, ...) and reads the answer. The page
-// and its assets are fetched with it, not with env.do: the assets are no operation of
-// openapi.yaml, and kin-openapi decodes no text/html body to validate it.
+// fetch sends a GET with the headers given (name, value, ...) and reads the answer. The
+// assets are fetched with it, not with env.do: they are no operation of openapi.yaml, which
+// env.do holds every other route to (problem+json).
 func fetch(t *testing.T, url string, header ...string) *resp {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
@@ -69,7 +69,7 @@ func TestDocsHTTP(t *testing.T) {
 	e := newEnv(t, testdb.SQLite, fastHash)
 
 	for _, path := range []string{"/docs", "/docs?utm_source=readme"} {
-		r := fetch(t, e.http.URL+path)
+		r := e.do("GET", path, "", nil)
 		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `<div id="swagger-ui">`) {
 			t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
 		}
@@ -90,7 +90,7 @@ func TestDocsHTTP(t *testing.T) {
 		}
 	}
 
-	page := fetch(t, e.http.URL+"/docs")
+	page := e.do("GET", "/docs", "", nil)
 	assets := assetURL.FindAllStringSubmatch(string(page.Body), -1)
 	if len(assets) < 4 { // a stylesheet, icons, Swagger UI and the script that starts it
 		t.Fatalf("the page names %d assets: %s", len(assets), page.Body)
