@@ -24,8 +24,8 @@ func TestResponseCheckCatchesDrift(t *testing.T) {
 		{"a secret where none belongs", "GET", "/api-keys/apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 200, json, key + `,"secretKey":"qs_live_x"}`, false},
 		{"an unknown status", "GET", "/api-keys", 418, problem, `{"type":"about:blank","title":"t","status":418}`, false},
 		{"a missing required field", "GET", "/api-keys/apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 200, json, `{"id":"apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}`, false},
-		{"an error as plain JSON", "GET", "/api-keys/apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 404, json, `{"type":"about:blank","title":"t","status":404}`, false},
-		{"a documented problem", "GET", "/api-keys/apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 404, problem, `{"type":"about:blank","title":"t","status":404}`, true},
+		{"an error as plain JSON", "GET", "/api-keys/apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 404, json, `{"type":"about:blank","title":"t","status":404,"detail":"d"}`, false},
+		{"a documented problem", "GET", "/api-keys/apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 404, problem, `{"type":"about:blank","title":"t","status":404,"detail":"d"}`, true},
 		{"a bad status enum", "GET", "/api-keys/apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", 200, json, `{"id":"apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","subjectId":"subject_x","name":"n","prefix":"qs_live_abcd","lastFour":"wxyz","hashAlgo":"argon2id","createdBySubjectId":"subject_admin","createdAt":"2024-01-15T10:30:00Z","status":"paused"}`, false},
 	}
 	for _, tt := range tests {

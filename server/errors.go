@@ -77,17 +77,17 @@ func toProblem(err error, log *slog.Logger, r *http.Request) *problem {
 			out.authenticate = `Bearer realm="apikeys", error="invalid_token"`
 		case apikeys.EUNAVAILABLE:
 			out.retryAfter = "1"
-			log.WarnContext(r.Context(), "unavailable", "method", r.Method, "path", r.URL.Path, "detail", de.Detail, "cause", causeOf(de))
+			log.WarnContext(r.Context(), "unavailable", "method", r.Method, "detail", de.Detail, "cause", causeOf(de))
 		}
 		return out
 	case errors.Is(err, context.DeadlineExceeded):
-		log.WarnContext(r.Context(), "request deadline passed", "method", r.Method, "path", r.URL.Path)
+		log.WarnContext(r.Context(), "request deadline passed", "method", r.Method)
 		return &problem{status: http.StatusServiceUnavailable, retryAfter: "1",
 			detail: "the request could not be completed in time; retry shortly"}
 	case errors.As(err, &he):
 		return fromHTTPError(he, log, r)
 	default:
-		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "err", err)
 		return &problem{status: http.StatusInternalServerError, detail: "an unexpected error occurred; it has been logged"}
 	}
 }
@@ -96,7 +96,7 @@ func toProblem(err error, log *slog.Logger, r *http.Request) *problem {
 // validator's, whose original kin-openapi error rides in Internal.
 func fromHTTPError(he *echo.HTTPError, log *slog.Logger, r *http.Request) *problem {
 	if he.Code >= 500 {
-		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path, "err", he)
+		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "err", he)
 		return &problem{status: http.StatusInternalServerError, detail: "an unexpected error occurred; it has been logged"}
 	}
 	var ute *json.UnmarshalTypeError
@@ -213,7 +213,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if errors.Is(clientCtx.Err(), context.Canceled) {
 		// The client closed the connection: whatever failed after that failed because of
 		// it (a cancelled query, a hash slot never reached). Not the service's error.
-		s.log.InfoContext(c.Request().Context(), "client closed the request", "method", c.Request().Method, "path", c.Request().URL.Path)
+		s.log.InfoContext(c.Request().Context(), "client closed the request", "method", c.Request().Method, "route", c.Path())
 		c.Response().Status = statusClientClosed
 		return
 	}

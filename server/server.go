@@ -137,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(s.logRequests)
 	e.Use(echomw.RecoverWithConfig(echomw.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-		s.log.ErrorContext(c.Request().Context(), "panic", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+		s.log.ErrorContext(c.Request().Context(), "panic", "method", c.Request().Method, "route", c.Path(), "err", err, "stack", string(stack))
 		return err
 	}}))
 	e.Use(s.deadline)
