@@ -7660,10 +7660,11 @@ var swaggerSpec = []string{
 	"TVM1vMXMtOH2sea9kTeSN/CJCcvaElbqpF0QBf2MJa7gENM3bR70XMwrNl0dvIIN5rEMAinjQx/WgpXS",
 	"4YHXQuZPGObMOOgLkWOYMWuSNzSaw9Eb/SV2tJ+Y0MVRGe3X1gv9ZHaJGRczYhoWmpZt8aZ9kV8/cDsu",
 	"kMWUa6YnuT0zleMOC0V27CNjOOfugN6iUbhYZEyCHGwfcnQ6tmGrlKEPiAwsM+s/eOhqDgcUe0iPSM7P",
-	"3DUWV3esvHYdByzy8T9D1n4pyJqu1JHo0xHj8UwsIj+rnwR+rVrL72SKO9XrW78+wexIFFp2JFP1t8bk",
-	"jBrTrGcUYav52pLQlp8VZqK19YkGdACgp0LVXRXOvdDomFisFf/sLi0lIiLJSCjd3Qg2AkzhdJRuDJzY",
-	"0ta+sx3yCtdF3d2y+G2hvLRLQhf+nNnqgTXeWl35nG/OVyPKkgm0aM/Uf2zq1Uo5sMaJX/cF+Y6odbI7",
-	"28gp0k8KOwbNGltrxXVbETJXJ1f/NwAA//8=",
+	"3DUWV3esvHYdByzy8T9D1n4pyJqu1JHo0xHj8UwsIj+rnwR+rVrL72SKO9XrW78+wexIFFp2JPUN+Aej",
+	"65Z+3TxxKK9gDb0xOaPGdOvlXoaR1ml3aSkREUlGQunuRrARPHHpRrnlzNEzQDSguwD9Gqru2HDOiEY3",
+	"hmUttljoG1tB+6q7tPTGdHeF4H3JzEoiZxkV4RZXUdCrD81rOnPmr7CAt0AKqRetyl8hQ87nhPUv5lW8",
+	"q71gAW+/KIvvfsXapoa9G7K7vdMYCrLFun1nDeU1u4tKwmU530Ida5dbp/BQzdZDrEmL6l7OJcF8Va/s",
+	"WoIW7ZmKlk29WrkN1tzy694t3y282xvWaZRbe840eFJYZmio2eoxrtuK2Lw6ufq/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
