@@ -589,6 +589,7 @@ func replicasHonourChanges(t *testing.T, processes, nRevoke, nRotate, nPatch int
 	}
 
 	var figures []figure
+	var everything []time.Duration // every sample of every kind, for the run's p99
 	type done struct {
 		ch        *change
 		key, next createdKey
@@ -689,12 +690,20 @@ func replicasHonourChanges(t *testing.T, processes, nRevoke, nRotate, nPatch int
 			}
 		}
 		t.Logf("  %d of %d samples had a lag (a VALID sent after the change), %d over %s", len(slow), len(all), over, ms(lagBudget))
-		if f.p99 > lagBudget {
+		// Below 100 samples a 99th percentile is the maximum, which one scheduler stall on
+		// a loaded machine decides: such a kind counts towards the run's p99 below, and
+		// every one of its samples is still held to the promise above.
+		everything = append(everything, all...)
+		if len(all) >= 100 && f.p99 > lagBudget {
 			t.Errorf("%s: p99 lag %s exceeds %s (%d of %d samples over it)", ch.kind, ms(f.p99), ms(lagBudget), over, len(all))
 		}
 		if stopped > 0 {
 			t.Fatalf("%s: stopped after %d failures, at key %d of %d", ch.kind, len(failures), stopped, len(keys))
 		}
+	}
+
+	if p99 := percentile(everything, 0.99); p99 > lagBudget {
+		t.Errorf("all changes: p99 lag %s exceeds %s over %d samples", ms(p99), ms(lagBudget), len(everything))
 	}
 
 	// A while later, every replica answers every change as made, and the keys that rotation
