@@ -173,6 +173,12 @@ func schemaField(in gen.FieldErrorIn, field string, err error, reason string) ge
 		if in == "body" {
 			field = "/" + strings.Join(se.JSONPointer(), "/")
 		}
+		if se.SchemaField == "pattern" && !printableASCII(se.Schema.Pattern) {
+			// The text patterns (Name, Description, Reason) are written with the very
+			// characters they refuse: quoted, they would put bidirectional overrides and
+			// line separators into the answer and onto the client's terminal.
+			return fieldError(in, field, textPatternDetail)
+		}
 		return fieldError(in, field, se.Reason)
 	}
 	if reason == "" && err != nil {
@@ -182,6 +188,19 @@ func schemaField(in gen.FieldErrorIn, field string, err error, reason string) ge
 		field = "/"
 	}
 	return fieldError(in, field, reason)
+}
+
+// textPatternDetail answers a value that fails one of the text patterns.
+const textPatternDetail = "holds a character this field refuses (control characters, line and paragraph separators, " +
+	"bidirectional controls) or lacks the visible character it needs; the field's description in openapi.yaml lists them"
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func firstLine(s string) string {

@@ -128,6 +128,10 @@ func TestRequestLogs(t *testing.T) {
 		s.send("GET", "/api-keys/"+id, "/api-keys/{id}", secret, nil, "hostile"+strings.Repeat("x", 129), subject)
 		s.send("GET", "/api-keys/"+id, "/api-keys/{id}", secret, nil, "hostile id", subject)
 		s.send("GET", "/api-keys/"+id, "/api-keys/{id}", secret, nil, "hostile<script>", subject)
+		// A known caller refused (the key lacks api_keys:write) is named in its 403 line.
+		if r := s.send("POST", "/api-keys", "/api-keys", secret, map[string]any{"name": "c"}, "", subject); r.Status != 403 {
+			t.Fatalf("create with a read-only key: %d %s", r.Status, r.Body)
+		}
 		rotated := s.send("POST", "/api-keys/"+id+"/rotate", "/api-keys/{id}/rotate", adminToken, nil, "", admin).obj(t)
 		newSecret := rotated["secretKey"].(string)
 		s.send("POST", "/api-keys/"+b["id"].(string)+"/revoke", "/api-keys/{id}/revoke", adminToken, nil, "", admin)

@@ -238,11 +238,14 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		r, ip := c.Request(), c.RealIP()
 		p, err := s.svc.Authenticate(r.Context(), fields[1], ip, op.id)
+		if p != nil {
+			// Set even when refused (403): the request's log line names who was refused.
+			ctx := context.WithValue(context.WithValue(r.Context(), principalKey{}, p), remoteIPKey{}, ip)
+			c.SetRequest(r.WithContext(ctx))
+		}
 		if err != nil {
 			return err
 		}
-		ctx := context.WithValue(context.WithValue(r.Context(), principalKey{}, p), remoteIPKey{}, ip)
-		c.SetRequest(r.WithContext(ctx))
 		return next(c)
 	}
 }

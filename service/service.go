@@ -239,7 +239,8 @@ var errBadBearer = apikeys.Errorf(apikeys.EUNAUTHENTICATED, "the bearer token is
 // Authenticate establishes who presents token, checks that the caller may call op, and
 // records the use of a bearer key (from ip). The admin token is compared in constant time;
 // any other token must be an active key of this service whose secret matches.
-// EUNAUTHENTICATED, EFORBIDDEN, EUNAVAILABLE.
+// EUNAUTHENTICATED, EFORBIDDEN, EUNAVAILABLE. With EFORBIDDEN the caller is returned too:
+// it is known, only not allowed this operation.
 func (s *Service) Authenticate(ctx context.Context, token, ip string, op Op) (*apikeys.Principal, error) {
 	digest := sha256.Sum256([]byte(token))
 	if subtle.ConstantTimeCompare(digest[:], s.adminHash[:]) == 1 {
@@ -266,7 +267,7 @@ func (s *Service) Authenticate(ctx context.Context, token, ip string, op Op) (*a
 	p := apikeys.PrincipalOf(&k)
 	if err := authorize(p, op); err != nil {
 		s.verdicts.add(ViaBearer, apikeys.CodeInsufficientScopes)
-		return nil, err
+		return p, err // who was refused, for the edge's log; the error decides
 	}
 	s.verdicts.add(ViaBearer, apikeys.CodeValid)
 	s.usage.record(k.ID, now, ip)

@@ -269,6 +269,12 @@ func (c *cli) client(cmd *cobra.Command) (*gen.ClientWithResponses, error) {
 	}
 	token := c.getenv("APIKEYS_TOKEN")
 	if token == "" {
+		if c.getenv("APIKEYS_ADMIN_TOKEN") != "" {
+			// The server's variable is set in this shell (as the README's walkthrough does);
+			// the client does not take it silently, since a shell may hold both for two services.
+			return nil, usagef(cmd, "APIKEYS_TOKEN is not set (APIKEYS_ADMIN_TOKEN, the server's setting, is): "+
+				"export APIKEYS_TOKEN=\"$APIKEYS_ADMIN_TOKEN\" to call the service as its admin")
+		}
 		return nil, usagef(cmd, "APIKEYS_TOKEN is not set: set it to the service's admin token or to an API key it issued")
 	}
 	auth := func(_ context.Context, req *http.Request) error {

@@ -189,7 +189,13 @@ pages to the end (with -o json, their keys are printed as one JSON array).`,
 		}
 		if f.Changed("status") {
 			st := gen.ApiKeyStatus(status)
+			if !st.Valid() {
+				return usagef(cmd, "--status: want active, revoked or expired, got %q", status)
+			}
 			p.Status = &st
+		}
+		if f.Changed("limit") && (limit < 1 || limit > 100) {
+			return usagef(cmd, "--limit: want 1 to 100 keys a page, got %d", limit)
 		}
 		p.Limit = ifSet(f, "limit", limit)
 		cl, err := c.client(cmd)

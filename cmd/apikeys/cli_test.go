@@ -412,8 +412,8 @@ func TestCLIErrors(t *testing.T) {
 	}
 	printsProblem(r, p, "400")
 
-	r = h.fails(exitFailure, "", "keys", "list", "--status", "lost")
-	printsProblem(r, problemOf("GET", "/api-keys?status=lost", ""), "400")
+	r = h.fails(exitFailure, "", "keys", "list", "--tenant-id", "lost!")
+	printsProblem(r, problemOf("GET", "/api-keys?tenantId=lost%21", ""), "400")
 
 	r = h.fails(exitFailure, "", "keys", "update", missing, "--name", "y", "--clear", "description")
 	printsProblem(r, problemOf("PATCH", "/api-keys/"+missing, `{"name":"y","description":null}`), "404")
@@ -440,6 +440,9 @@ func TestCLIErrors(t *testing.T) {
 		{"keys", "frobnicate"},
 		{"keys", "list", "--bogus"},
 		{"keys", "list", "--limit", "many"},
+		{"keys", "list", "--limit", "0"},
+		{"keys", "list", "--limit", "101"},
+		{"keys", "list", "--status", "bogus"},
 		{"keys", "list", "-o", "yaml"},
 		{"keys", "list", "extra"},
 		{"keys", "create"},
@@ -468,6 +471,11 @@ func TestCLIErrors(t *testing.T) {
 	noToken := map[string]string{"APIKEYS_URL": h.svc.url}
 	if r := runCLI(noToken, "", "keys", "list"); r.code != exitUsage || !strings.Contains(r.stderr, "APIKEYS_TOKEN") {
 		t.Errorf("no token: exit %d, stderr %q", r.code, r.stderr)
+	}
+	serverToken := map[string]string{"APIKEYS_URL": h.svc.url, "APIKEYS_ADMIN_TOKEN": cliAdminToken}
+	if r := runCLI(serverToken, "", "keys", "list"); r.code != exitUsage || !strings.Contains(r.stderr, `export APIKEYS_TOKEN="$APIKEYS_ADMIN_TOKEN"`) ||
+		strings.Contains(r.stderr, cliAdminToken) {
+		t.Errorf("only the server's APIKEYS_ADMIN_TOKEN set: exit %d, stderr %q", r.code, r.stderr)
 	}
 	badURL := map[string]string{"APIKEYS_URL": "localhost:8080", "APIKEYS_TOKEN": cliAdminToken}
 	if r := runCLI(badURL, "", "keys", "list"); r.code != exitUsage || !strings.Contains(r.stderr, "APIKEYS_URL") {
