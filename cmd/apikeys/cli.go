@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
 
@@ -58,8 +59,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		// Cobra refused the command line before any command ran.
 		return &usageError{err: err, cmd: cmd.CommandPath()}
 	}
+	if token := getenv("APIKEYS_TOKEN"); err != nil && len(token) >= 8 {
+		// A proxy or a debug page that echoes request headers would otherwise put the
+		// token into the error, and so into a CI log.
+		err = &redacted{err: err, token: token}
+	}
 	return err
 }
+
+// redacted is an error whose text never shows the token.
+type redacted struct {
+	err   error
+	token string
+}
+
+func (e *redacted) Error() string {
+	return strings.ReplaceAll(e.err.Error(), e.token, "<APIKEYS_TOKEN>")
+}
+func (e *redacted) Unwrap() error { return e.err }
 
 // exitCode reports err on stderr and returns the process's exit status for it.
 func exitCode(err error, stderr io.Writer) int {
@@ -68,10 +85,10 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	var ue *usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "apikeys: %v\nRun '%s --help' for usage.\n", ue.err, ue.cmd)
+		fmt.Fprintf(stderr, "apikeys: %s\nRun '%s --help' for usage.\n", printable(ue.err.Error(), true), ue.cmd)
 		return exitUsage
 	}
-	fmt.Fprintln(stderr, "apikeys:", err)
+	fmt.Fprintln(stderr, "apikeys:", printable(err.Error(), true))
 	var nv *notValidError
 	if errors.As(err, &nv) {
 		return exitNotValid
@@ -114,12 +131,16 @@ type problem struct {
 func (e *apiError) Error() string {
 	var b strings.Builder
 	if p := e.problem; p != nil {
-		fmt.Fprintf(&b, "%s (HTTP %d)", p.Title, e.status)
+		fmt.Fprintf(&b, "%s (HTTP %d)", clip(oneLine(p.Title)), e.status)
 		if p.Detail != "" {
-			fmt.Fprintf(&b, ": %s", p.Detail)
+			fmt.Fprintf(&b, ": %s", clip(oneLine(p.Detail)))
 		}
-		for _, f := range p.Errors {
-			fmt.Fprintf(&b, "\n  %s %s: %s", f.In, f.Field, f.Detail)
+		for i, f := range p.Errors {
+			if i == 50 {
+				fmt.Fprintf(&b, "\n  ... and %d more", len(p.Errors)-i)
+				break
+			}
+			fmt.Fprintf(&b, "\n  %s %s: %s", clip(oneLine(f.In)), clip(oneLine(f.Field)), clip(oneLine(f.Detail)))
 		}
 	} else {
 		fmt.Fprintf(&b, "the service answered HTTP %d %s", e.status, http.StatusText(e.status))
@@ -134,6 +155,14 @@ func (e *apiError) Error() string {
 		b.WriteString("\n  (check APIKEYS_TOKEN: the admin token or a key this service issued)")
 	}
 	return b.String()
+}
+
+// clip bounds a text of the service's answer on the terminal.
+func clip(s string) string {
+	if len(s) > 500 {
+		return strings.ToValidUTF8(s[:500], "") + "..."
+	}
+	return s
 }
 
 // notValidError is a verification answered with a code other than VALID.
@@ -282,15 +311,55 @@ func (c *cli) client(cmd *cobra.Command) (*gen.ClientWithResponses, error) {
 		req.Header.Set("User-Agent", "apikeys-cli")
 		return nil
 	}
-	return gen.NewClientWithResponses(base,
-		gen.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
-		gen.WithRequestEditorFn(auth))
+	hc := &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: limitedBodies{http.DefaultTransport},
+		// The API never redirects. Following one would send the token (net/http keeps it
+		// for the same host, any port or scheme: https to http included) and, on 307/308,
+		// the body, which for keys verify is the secret, wherever the redirect points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return gen.NewClientWithResponses(base, gen.WithHTTPClient(hc), gen.WithRequestEditorFn(auth))
+}
+
+// maxResponse bounds an answer the client reads: a page of 100 keys with the largest
+// metadata is under 1 MiB.
+const maxResponse = 16 << 20
+
+// limitedBodies refuses to read more than maxResponse of an answer, which the generated
+// client would otherwise read whole, whatever its size.
+type limitedBodies struct{ next http.RoundTripper }
+
+func (l limitedBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := l.next.RoundTrip(r)
+	if err == nil {
+		res.Body = &limitedBody{ReadCloser: res.Body, left: maxResponse}
+	}
+	return res, err
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("the answer is larger than %d MiB; this is not the API-key service", maxResponse>>20)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // response is what every generated response type offers.
 type response interface {
 	StatusCode() int
 	GetBody() []byte
+	ContentType() string
 }
 
 // check turns a generated call's result into nil for a 2xx answer, an *apiError for any
@@ -304,6 +373,12 @@ func check(res response, err error) error {
 		return fmt.Errorf("the service's answer cannot be read: %w", err)
 	}
 	if s := res.StatusCode(); s >= 200 && s < 300 {
+		// The generated client decodes only the success the operation documents, as JSON:
+		// another 2xx, or a body of another type, leaves nothing for the command to print.
+		if f := reflect.Indirect(reflect.ValueOf(res)).FieldByName(fmt.Sprintf("JSON%d", s)); !f.IsValid() || f.IsNil() {
+			return fmt.Errorf("the service's answer is not one the API documents: HTTP %d with Content-Type %q; is APIKEYS_URL the API-key service?",
+				s, oneLine(clip(res.ContentType())))
+		}
 		return nil
 	}
 	e := &apiError{status: res.StatusCode(), body: res.GetBody()}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"unicode/utf8"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -158,9 +159,31 @@ func (t *table) optTime(label string, v *time.Time) {
 }
 
 // oneLine keeps a cell on its line and in its column: tab, line feed and carriage return
-// (which descriptions may hold) are shown escaped.
+// (which descriptions may hold) are shown escaped, and so is anything else a terminal would
+// act on rather than show (see printable).
 func oneLine(s string) string {
-	return strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(s)
+	return printable(strings.NewReplacer("\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(s), false)
+}
+
+// printable escapes, as \u{XXXX}, what the service's answers must never put on a terminal
+// (the service refuses them in what it stores, but a proxy or a hostile server in its place
+// could send them): C0 and C1 controls (ESC starts the sequences that retitle a window or
+// write the clipboard), DEL, the line and paragraph separators and the bidirectional
+// controls, which can make text read other than it is; with keepNewlines, line feeds stay.
+func printable(s string, keepNewlines bool) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' && keepNewlines:
+			b.WriteRune(r)
+		case r < 0x20, r >= 0x7f && r <= 0x9f, r == 0x2028, r == 0x2029, r == 0x200e, r == 0x200f,
+			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == utf8.RuneError:
+			fmt.Fprintf(&b, `\u{%04X}`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func timeText(t time.Time) string { return t.UTC().Format(time.RFC3339) }
