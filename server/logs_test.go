@@ -266,3 +266,24 @@ func TestRequestIDIsSane(t *testing.T) {
 		}
 	}
 }
+
+// TestClientsCannotWriteErrorLines: a scrape that refuses every encoding promhttp offers is
+// the client's doing, not an ERROR of the service.
+func TestClientsCannotWriteErrorLines(t *testing.T) {
+	e := newEnv(t, testdb.SQLite, fastHash)
+	for _, enc := range []string{"identity;q=0", "gzip;q=0, identity;q=0"} {
+		req, _ := http.NewRequest("GET", e.http.URL+"/metrics", nil)
+		req.Header.Set("Accept-Encoding", enc)
+		res, err := e.http.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	lines, _ := logLines(t, e, 2)
+	for _, l := range lines {
+		if l["level"] == "ERROR" || l["level"] == "WARN" {
+			t.Errorf("a client wrote a %s line: %v", l["level"], l)
+		}
+	}
+}

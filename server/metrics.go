@@ -68,7 +68,10 @@ func newMetrics(svc *service.Service, db *sql.DB, log *slog.Logger) *metrics {
 		reg.MustRegister(collectors.NewDBStatsCollector(db, "apikeys"))
 	}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
+		// At DEBUG: among promhttp's errors are a client's refused encodings (Accept-Encoding:
+		// identity;q=0), which anyone could repeat to raise ERROR alerts; a collector's failure
+		// is counted in promhttp_metric_handler_errors_total.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		// A collector that fails leaves out its own metrics, not everyone's.
 		ErrorHandling: promhttp.ContinueOnError,
 		Registry:      reg, // promhttp_metric_handler_errors_total
