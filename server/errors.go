@@ -181,6 +181,11 @@ func schemaField(in gen.FieldErrorIn, field string, err error, reason string) ge
 		}
 		return fieldError(in, field, se.Reason)
 	}
+	var pe *openapi3filter.ParseError
+	if errors.As(err, &pe) {
+		// Its text quotes the value sent, which may be anything, a secret included.
+		return fieldError(in, field, "cannot be read as the type openapi.yaml gives this parameter")
+	}
 	if reason == "" && err != nil {
 		reason = firstLine(err.Error())
 	}

@@ -37,3 +37,14 @@ func TestTextPatternErrorsAreReadable(t *testing.T) {
 		t.Errorf("an ASCII pattern is still quoted: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestParameterErrorsDoNotQuoteTheValue: a query parameter that does not parse is named, and
+// its value (which may be anything a client pasted, a secret included) is not repeated.
+func TestParameterErrorsDoNotQuoteTheValue(t *testing.T) {
+	e := newEnv(t, "sqlite", fastHash)
+	const pasted = "qs_live_PastedByMistake0123456789abcdefghij"
+	r := e.do("GET", "/api-keys?limit="+pasted, adminToken, nil)
+	if r.Status != http.StatusBadRequest || strings.Contains(string(r.Body), pasted) || !strings.Contains(string(r.Body), `"field":"limit"`) {
+		t.Errorf("%d %s", r.Status, r.Body)
+	}
+}
