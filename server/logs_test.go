@@ -14,6 +14,7 @@ import (
 
 	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/internal/testdb"
+	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/store"
 )
 
@@ -256,12 +257,30 @@ func TestRequestIDIsSane(t *testing.T) {
 	for _, id := range []string{"hostile" + strings.Repeat("9", 122), "hostile/x", "hostile\tx", "hostile\"x", "hostile\u00e9", "hostile x"} {
 		s.send("GET", "/healthz", "/healthz", "", nil, id, "")
 	}
+	// A key of this service sent as the request id (a header pasted under the wrong name) is
+	// neither logged nor echoed.
+	tok, err := keys.Generate(keys.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.e.do("GET", "/healthz", "", nil); r.Status != 200 {
+		t.Fatal(r.Status)
+	}
+	req, _ := http.NewRequest("GET", e.http.URL+"/healthz", nil)
+	req.Header.Set("X-Request-ID", tok.Secret())
+	if got := e.send(req).Header.Get("X-Request-ID"); got == tok.Secret() {
+		t.Errorf("a key sent as X-Request-ID was echoed")
+	}
+	s.sent = append(s.sent, logged{}, logged{}) // the two requests above, in order
 	lines, _ := logLines(t, e, len(s.sent))
 	if len(lines) != len(s.sent) {
 		t.Errorf("%d lines for %d requests", len(lines), len(s.sent))
 	}
 	for i, l := range lines {
-		if i < len(s.sent) && l["request_id"] != s.sent[i].id {
+		if id, _ := l["request_id"].(string); id == tok.Secret() {
+			t.Errorf("a key sent as X-Request-ID was logged: %v", l)
+		}
+		if i < len(s.sent) && s.sent[i].id != "" && l["request_id"] != s.sent[i].id {
 			t.Errorf("line %d has request_id %v, the answer had %s", i, l["request_id"], s.sent[i].id)
 		}
 	}

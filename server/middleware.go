@@ -21,6 +21,7 @@ import (
 
 	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/gen"
+	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/service"
 )
 
@@ -93,7 +94,7 @@ type requestIDKey struct{}
 // characters of A-Z a-z 0-9 . _ : - (nothing a log or a header could be confused by), and
 // a fresh UUIDv7 otherwise.
 func requestID(h http.Header) string {
-	if v := h.Values(headerRequestID); len(v) == 1 && saneRequestID(v[0]) {
+	if v := h.Values(headerRequestID); len(v) == 1 && saneRequestID(v[0]) && !isToken(v[0]) {
 		return v[0]
 	}
 	id, err := uuid.NewV7()
@@ -101,6 +102,13 @@ func requestID(h http.Header) string {
 		return uuid.NewString() // v7 fails only when crypto/rand does
 	}
 	return id.String()
+}
+
+// isToken reports whether s is, checksum and all, a key of this service's format: sent as a
+// request id by mistake (a header pasted into the wrong name), it would be logged and echoed.
+func isToken(s string) bool {
+	_, err := keys.Parse(s)
+	return err == nil
 }
 
 func saneRequestID(id string) bool {
