@@ -112,9 +112,10 @@ func usagef(cmd *cobra.Command, format string, a ...any) error {
 // apiError is an answer of the service other than 2xx. Its message holds the problem's
 // title, status, detail and every field error, which is all the service tells.
 type apiError struct {
-	status  int
-	problem *problem // nil when the body is not a problem document
-	body    []byte
+	status    int
+	problem   *problem // nil when the body is not a problem document
+	body      []byte
+	requestID string // the service's X-Request-ID, which its log line carries
 }
 
 // problem is an RFC 9457 problem document, as the service answers every error.
@@ -150,6 +151,9 @@ func (e *apiError) Error() string {
 			}
 			fmt.Fprintf(&b, ": %s", s)
 		}
+	}
+	if e.requestID != "" {
+		fmt.Fprintf(&b, "\n  (request id %s, in the service's log line for this request)", clip(oneLine(e.requestID)))
 	}
 	if e.status == http.StatusUnauthorized {
 		b.WriteString("\n  (check APIKEYS_TOKEN: the admin token or a key this service issued)")
@@ -382,6 +386,9 @@ func check(res response, err error) error {
 		return nil
 	}
 	e := &apiError{status: res.StatusCode(), body: res.GetBody()}
+	if f := reflect.Indirect(reflect.ValueOf(res)).FieldByName("HTTPResponse"); f.IsValid() && !f.IsNil() {
+		e.requestID = f.Interface().(*http.Response).Header.Get("X-Request-ID")
+	}
 	var p problem
 	if err := json.Unmarshal(e.body, &p); err == nil && p.Title != "" {
 		e.problem = &p

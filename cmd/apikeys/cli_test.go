@@ -398,6 +398,9 @@ func TestCLIErrors(t *testing.T) {
 		if r.stdout != "" {
 			t.Errorf("%v: an error printed on stdout: %q", r.args, r.stdout)
 		}
+		if !regexp.MustCompile(`request id [0-9a-f-]{36}, in the service's log`).MatchString(r.stderr) {
+			t.Errorf("%v: stderr %q does not name the request id", r.args, r.stderr)
+		}
 	}
 
 	const missing = "apk_01900000-0000-7000-8000-000000000000"
