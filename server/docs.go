@@ -154,7 +154,9 @@ func (s *Server) GetDocs(context.Context, gen.GetDocsRequestObject) (gen.GetDocs
 func (s *Server) docsAsset(c echo.Context) error {
 	a := loadDocsAssets()
 	version, file, ok := strings.Cut(c.Param("*"), "/")
-	if !ok || file == "" || strings.Contains(file, "/") {
+	// oauth2-redirect.html is swagger-ui's page for OAuth flows, which this API has none of:
+	// it would be an HTML page of this origin served without the page's policy.
+	if !ok || file == "" || strings.Contains(file, "/") || file == "oauth2-redirect.html" {
 		return echo.ErrNotFound
 	}
 	h := c.Response().Header()

@@ -135,7 +135,7 @@ func TestDocsHTTP(t *testing.T) {
 		t.Errorf("revalidation by ETag %q: %d, want 304", etag, again.Status)
 	}
 	for _, path := range []string{"/docs/", "/docs/" + version, "/docs/" + version + "/", "/docs/" + version + "/nope.js",
-		"/docs/" + version + "/a/swagger-ui.css", "/docs/" + version + "/%2e%2e/openapi.yaml"} {
+		"/docs/" + version + "/a/swagger-ui.css", "/docs/" + version + "/%2e%2e/openapi.yaml", "/docs/" + version + "/oauth2-redirect.html"} {
 		if r := e.do("GET", path, "", nil); r.Status != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", path, r.Status)
 		}
