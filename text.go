@@ -53,6 +53,10 @@ func refused(r rune, multiLine bool) bool {
 	return false
 }
 
+// Refused reports whether r may not appear in one line of text (a name): the characters a
+// terminal would act on, or that make text display as something it is not.
+func Refused(r rune) bool { return refused(r, false) }
+
 // Blank reports whether r shows nothing: Unicode white space or an invisible space or joiner.
 func Blank(r rune) bool {
 	switch {

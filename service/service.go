@@ -112,7 +112,7 @@ type Service struct {
 	log       *slog.Logger
 	usage     *usageRecorder
 	verifier  *verifier
-	verdicts  *verdictCounts
+	verdicts  verdictCounts
 	stop      context.CancelFunc
 	watching  sync.WaitGroup
 	pings     singleflight.Group

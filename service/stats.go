@@ -26,28 +26,28 @@ var viaCodes = map[Via][]apikeys.VerifyCode{
 		apikeys.CodeInsufficientScopes, apikeys.CodeValid},
 }
 
-// verdictCounts counts verdicts by where the token was presented; the counters are
-// indexed as viaCodes lists them, so counting takes no lock and no allocation.
-type verdictCounts struct {
-	index map[Via]map[apikeys.VerifyCode]int
-	n     map[Via][]atomic.Int64
+// verdictCounts counts verdicts by where the token was presented, a counter for each pair
+// viaCodes lists, made once: counting is one map read and an atomic add, no lock.
+type verdictCounts map[verdictKey]*atomic.Int64
+
+type verdictKey struct {
+	via  Via
+	code apikeys.VerifyCode
 }
 
-func newVerdictCounts() *verdictCounts {
-	c := &verdictCounts{index: map[Via]map[apikeys.VerifyCode]int{}, n: map[Via][]atomic.Int64{}}
+func newVerdictCounts() verdictCounts {
+	c := verdictCounts{}
 	for via, codes := range viaCodes {
-		c.index[via] = map[apikeys.VerifyCode]int{}
-		for i, code := range codes {
-			c.index[via][code] = i
+		for _, code := range codes {
+			c[verdictKey{via, code}] = new(atomic.Int64)
 		}
-		c.n[via] = make([]atomic.Int64, len(codes))
 	}
 	return c
 }
 
-func (c *verdictCounts) add(via Via, code apikeys.VerifyCode) {
-	if i, ok := c.index[via][code]; ok {
-		c.n[via][i].Add(1)
+func (c verdictCounts) add(via Via, code apikeys.VerifyCode) {
+	if n, ok := c[verdictKey{via, code}]; ok {
+		n.Add(1)
 	}
 }
 
@@ -107,8 +107,8 @@ type hasherReporter interface {
 func (s *Service) Snapshot() Snapshot {
 	var out Snapshot
 	for _, via := range []Via{ViaVerify, ViaBearer} {
-		for i, code := range viaCodes[via] {
-			out.Verifications = append(out.Verifications, VerdictCount{Via: via, Code: code, N: s.verdicts.n[via][i].Load()})
+		for _, code := range viaCodes[via] {
+			out.Verifications = append(out.Verifications, VerdictCount{Via: via, Code: code, N: s.verdicts[verdictKey{via, code}].Load()})
 		}
 	}
 	st := s.verifier.stats

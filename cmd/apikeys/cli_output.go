@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/gen"
 )
 
@@ -167,17 +168,17 @@ func oneLine(s string) string {
 
 // printable escapes, as \u{XXXX}, what the service's answers must never put on a terminal
 // (the service refuses them in what it stores, but a proxy or a hostile server in its place
-// could send them): C0 and C1 controls (ESC starts the sequences that retitle a window or
-// write the clipboard), DEL, the line and paragraph separators and the bidirectional
-// controls, which can make text read other than it is; with keepNewlines, line feeds stay.
+// could send them): what the domain refuses in a name (C0 and C1 controls, of which ESC
+// starts the sequences that retitle a window or write the clipboard, DEL, the separators and
+// the bidirectional controls), the directional marks, and invalid UTF-8; with keepNewlines,
+// line feeds stay.
 func printable(s string, keepNewlines bool) string {
 	var b strings.Builder
 	for _, r := range s {
 		switch {
 		case r == '\n' && keepNewlines:
 			b.WriteRune(r)
-		case r < 0x20, r >= 0x7f && r <= 0x9f, r == 0x2028, r == 0x2029, r == 0x200e, r == 0x200f,
-			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == utf8.RuneError:
+		case apikeys.Refused(r), r == 0x200e, r == 0x200f, r == utf8.RuneError:
 			fmt.Fprintf(&b, `\u{%04X}`, r)
 		default:
 			b.WriteRune(r)
