@@ -17,13 +17,16 @@ ARG GO_VERSION=1.26
 # multi-platform build (docker buildx build --platform linux/amd64,linux/arm64) needs no emulation.
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS TARGETARCH
+# What apikeys --version prints (the context holds no .git):
+#   docker build --build-arg VERSION=$(git describe --tags --always) --build-arg COMMIT=$(git rev-parse HEAD) .
+ARG VERSION="" COMMIT=""
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags='-s -w' -o /out/apikeys ./cmd/apikeys \
+    go build -trimpath -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/apikeys ./cmd/apikeys \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -8,9 +8,13 @@ NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
 run: build
 	exec ./bin/apikeys serve
 
-## build: build the binary into ./bin
+## build: build the binary into ./bin (BIN names another path), stamped with the version
+## (git describe) and commit that apikeys --version prints
+BIN     ?= bin/apikeys
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +dirty)
 build:
-	$(GO) build -o bin/apikeys ./cmd/apikeys
+	$(GO) build -ldflags '-X main.version=$(VERSION) -X main.commit=$(COMMIT)' -o $(BIN) ./cmd/apikeys
 
 ## test: the whole suite, on SQLite and PostgreSQL (see README: Testing)
 RAN := $(or $(TMPDIR),/tmp)/apikeys-test-ran-$(shell id -u)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -164,7 +166,89 @@ func validationFields(err error) []gen.FieldError {
 	}
 	walk(err)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })
+	return onePerField(out)
+}
+
+// onePerField keeps one error for each field: an empty or over-long name fails its length
+// and its pattern too, and one mistake deserves one sentence. The pattern's sentence, the
+// vaguest, gives way to any other rule's.
+func onePerField(errs []gen.FieldError) []gen.FieldError {
+	out := errs[:0]
+	at := map[[2]string]int{}
+	for _, e := range errs {
+		k := [2]string{string(e.In), e.Field}
+		if i, seen := at[k]; seen {
+			if out[i].Detail == textPatternDetail {
+				out[i] = e
+			}
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, e)
+	}
 	return out
+}
+
+// schemaSentence says in a sentence, with plain numbers, which rule of openapi.yaml a value
+// breaks ("" for a rule it has no sentence for, whose validator text is used). The
+// validator's own texts print bounds as floats (2.592e+06) and in the plural regardless.
+func schemaSentence(se *openapi3.SchemaError, field string) string {
+	s := se.Schema
+	if s == nil {
+		return ""
+	}
+	num := func(f *float64) string { return strconv.FormatFloat(*f, 'f', -1, 64) }
+	count := func(n uint64, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.FormatUint(n, 10) + " " + many
+	}
+	switch se.SchemaField {
+	case "minLength":
+		if s.MinLength == 1 {
+			return "must not be empty"
+		}
+		return "must be at least " + count(s.MinLength, "character", "characters") + " long"
+	case "maxLength":
+		if s.MaxLength != nil {
+			return "must be at most " + count(*s.MaxLength, "character", "characters") + " long"
+		}
+	case "minimum":
+		if s.Min != nil {
+			return "must be at least " + num(s.Min)
+		}
+	case "maximum":
+		if s.Max != nil {
+			return "must be at most " + num(s.Max)
+		}
+	case "minItems":
+		return "must hold at least " + count(s.MinItems, "item", "items")
+	case "maxItems":
+		if s.MaxItems != nil {
+			return "must hold at most " + count(*s.MaxItems, "item", "items")
+		}
+	case "minProperties":
+		if field == "/" {
+			return "must set at least " + count(s.MinProps, "field", "fields")
+		}
+		return "must hold at least " + count(s.MinProps, "property", "properties")
+	case "maxProperties":
+		if s.MaxProps != nil {
+			return "must hold at most " + count(*s.MaxProps, "property", "properties")
+		}
+	case "uniqueItems":
+		return "must not hold the same item twice"
+	case "enum":
+		if len(s.Enum) > 0 && len(s.Enum) <= 10 {
+			names := make([]string, len(s.Enum))
+			for i, v := range s.Enum {
+				names[i] = fmt.Sprint(v)
+			}
+			return "must be one of " + strings.Join(names, ", ")
+		}
+	}
+	return ""
 }
 
 func schemaField(in gen.FieldErrorIn, field string, err error, reason string) gen.FieldError {
@@ -178,6 +262,9 @@ func schemaField(in gen.FieldErrorIn, field string, err error, reason string) ge
 			// characters they refuse: quoted, they would put bidirectional overrides and
 			// line separators into the answer and onto the client's terminal.
 			return fieldError(in, field, textPatternDetail)
+		}
+		if sentence := schemaSentence(se, field); sentence != "" {
+			return fieldError(in, field, sentence)
 		}
 		return fieldError(in, field, se.Reason)
 	}

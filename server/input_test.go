@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	apikeys "github.com/qs/apikeys"
+	"github.com/qs/apikeys/internal/testdb"
 	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/store"
 )
@@ -116,11 +118,61 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			if tt.field != "" && !hasField(t, r, tt.field) {
 				t.Errorf("%s: errors do not name %q: %s", tt.name, tt.field, r.Body)
 			}
+			checkSentences(t, tt.name, r)
 		}
 		if after := snapshot(t, e); after != before {
 			t.Errorf("bad input changed stored keys:\nbefore %s\nafter  %s", before, after)
 		}
 	})
+}
+
+// checkSentences holds a problem's field errors to one sentence a field, with plain numbers.
+func checkSentences(t *testing.T, name string, r *resp) {
+	t.Helper()
+	var p struct {
+		Errors []struct{ In, Field, Detail string } `json:"errors"`
+	}
+	r.JSON(t, &p)
+	seen := map[string]bool{}
+	for _, f := range p.Errors {
+		if seen[f.In+" "+f.Field] {
+			t.Errorf("%s: %s %s is named twice for one mistake: %s", name, f.In, f.Field, r.Body)
+		}
+		seen[f.In+" "+f.Field] = true
+		if floatNotation.MatchString(f.Detail) || strings.Contains(f.Detail, " 1 properties") || strings.Contains(f.Detail, " 1 items") {
+			t.Errorf("%s: %s %s: %q is not a sentence with plain numbers", name, f.In, f.Field, f.Detail)
+		}
+	}
+}
+
+var floatNotation = regexp.MustCompile(`\d[eE][+-]?\d`)
+
+// TestFieldErrorsSayWhatIsWanted: the rule a value breaks is said as a sentence with the
+// bound as written in openapi.yaml, once a field.
+func TestFieldErrorsSayWhatIsWanted(t *testing.T) {
+	e := newEnv(t, testdb.SQLite, fastHash)
+	key := "/api-keys/" + e.create(map[string]any{"name": "k"})["id"].(string)
+	for _, tt := range []struct {
+		method, path string
+		body         any
+		field, want  string
+	}{
+		{"POST", "/api-keys", map[string]any{"name": ""}, "/name", "must not be empty"},
+		{"POST", "/api-keys", map[string]any{"name": strings.Repeat("n", 201)}, "/name", "must be at most 200 characters long"},
+		{"POST", key + "/rotate", map[string]any{"gracePeriodSeconds": 2592001}, "/gracePeriodSeconds", "must be at most 2592000"},
+		{"POST", key + "/rotate", map[string]any{"gracePeriodSeconds": -1}, "/gracePeriodSeconds", "must be at least 0"},
+		{"PATCH", key, map[string]any{}, "/", "must set at least 1 field"},
+		{"POST", "/api-keys", map[string]any{"name": "x", "scopes": []string{"api_keys:read", "api_keys:read"}}, "/scopes", "must not hold the same item twice"},
+	} {
+		r := e.do(tt.method, tt.path, adminToken, tt.body)
+		var p struct {
+			Errors []struct{ Field, Detail string } `json:"errors"`
+		}
+		r.JSON(t, &p)
+		if r.Status != 400 || len(p.Errors) != 1 || p.Errors[0].Field != tt.field || p.Errors[0].Detail != tt.want {
+			t.Errorf("%s %s %v: %d %s, want one error %s: %q", tt.method, tt.path, tt.body, r.Status, r.Body, tt.field, tt.want)
+		}
+	}
 }
 
 func snapshot(t *testing.T, e *env) string {

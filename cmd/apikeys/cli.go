@@ -208,19 +208,46 @@ The service is configured by APIKEYS_* environment variables; see README.md.
 ` + environmentHelp + `
 
 ` + exitHelp,
-		// No Args: cobra's default refuses an unknown command of the root, with suggestions.
+		// Cobra's own refusal of an unknown command ends in a tab-indented list, which the
+		// printing of errors escapes; unknownCommand says it on one line.
+		Args:          unknownCommand,
 		RunE:          c.runs(serveCmd),
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       buildVersion(),
 	}
+	root.SetVersionTemplate("apikeys {{.Version}}\n")
+	// "keys creat --name x": cobra parses the flags of "keys", finds --name unknown, and
+	// would report the flag; the mistake is the command.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if cmd.HasAvailableSubCommands() {
+			if args := cmd.Flags().Args(); len(args) > 0 {
+				if uerr := unknownCommand(cmd, args); uerr != nil {
+					return uerr
+				}
+			}
+		}
+		return err
+	})
 	root.AddCommand(
 		&cobra.Command{
 			Use:   "serve",
 			Short: "Run the service (the default command)",
 			Long: `Runs the service on APIKEYS_ADDR until SIGINT or SIGTERM, then shuts down gracefully.
-Migrations are applied at start. Configuration: APIKEYS_* environment variables (README.md).`,
+Migrations are applied at start. README.md's Configuration says more of each setting.
+
+` + settingsHelp(),
 			Args: cobra.NoArgs,
 			RunE: c.runs(serveCmd),
+		},
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version and commit of this build",
+			Args:  cobra.NoArgs,
+			RunE: c.runs(func(cmd *cobra.Command, _ []string) error {
+				_, err := fmt.Fprintf(c.stdout, "apikeys %s\n", buildVersion())
+				return err
+			}),
 		},
 		&cobra.Command{
 			Use:   "healthcheck",
@@ -252,18 +279,25 @@ func group(use, short, long string) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Long:  long,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-					msg += " (did you mean " + strings.Join(s, " or ") + "?)"
-				}
-				return errors.New(msg)
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Args:  unknownCommand,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+}
+
+// unknownCommand refuses any argument of a command that only holds others, naming the
+// closest commands it has.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // what cobra's own refusal uses; SuggestionsFor alone reads 0
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += " (did you mean " + strings.Join(s, " or ") + "?)"
+	}
+	return errors.New(msg)
 }
 
 func (c *cli) migrate(cmd *cobra.Command, _ []string) error {
@@ -286,7 +320,7 @@ func (c *cli) migrate(cmd *cobra.Command, _ []string) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "The %s database is up to date.\n", dbKind(cfg.databaseURL))
+	fmt.Fprintf(c.stdout, "The %s is up to date.\n", dbName(cfg.databaseURL))
 	return nil
 }
 

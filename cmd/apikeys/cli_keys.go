@@ -464,7 +464,7 @@ key changes nothing and succeeds.`,
 func (c *cli) keysRotate() *cobra.Command {
 	var (
 		id, name string
-		grace    time.Duration
+		grace    days
 		exp      expiry
 	)
 	cmd := &cobra.Command{
@@ -480,7 +480,7 @@ printed once, on standard output only, and cannot be shown again: store it at on
 	f := cmd.Flags()
 	f.StringVar(&id, "id", "", "the key's id (or give it as the argument)")
 	f.StringVar(&name, "name", "", "a name for the new key (the old key's name when absent)")
-	f.DurationVar(&grace, "grace-period", 0, "how long the old key keeps working, in whole seconds up to 720h (such as 1h)")
+	f.Var(&grace, "grace-period", "how long the old key keeps working, in whole seconds up to 30d (such as 1h or 7d)")
 	exp.flags(f, "the new key")
 	cmd.MarkFlagsMutuallyExclusive("expires-at", "expires-in")
 	cmd.RunE = c.runs(func(cmd *cobra.Command, args []string) error {
@@ -494,10 +494,10 @@ printed once, on standard output only, and cannot be shown again: store it at on
 		}
 		body := gen.RotateApiKeyRequest{Name: ifSet(f, "name", name), ExpiresAt: expiresAt}
 		if f.Changed("grace-period") {
-			if grace < 0 || grace%time.Second != 0 {
+			if grace < 0 || time.Duration(grace)%time.Second != 0 {
 				return usagef(cmd, "--grace-period: want a whole number of seconds, 0 or more, such as 90s or 1h")
 			}
-			s := int(grace / time.Second)
+			s := int(time.Duration(grace) / time.Second)
 			body.GracePeriodSeconds = &s
 		}
 		cl, err := c.client(cmd)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -71,12 +73,55 @@ func (f *timeFlag) Type() string { return "time" }
 // expiry is the pair of flags that set an expiry: --expires-at TIME or --expires-in DURATION.
 type expiry struct {
 	at timeFlag
-	in time.Duration
+	in days
 }
 
 func (e *expiry) flags(f *pflag.FlagSet, what string) {
 	f.Var(&e.at, "expires-at", "when "+what+" expires (RFC 3339, such as 2030-01-31T12:00:00Z)")
-	f.DurationVar(&e.in, "expires-in", 0, "when "+what+" expires, from now (such as 720h)")
+	f.Var(&e.in, "expires-in", "when "+what+" expires, from now (such as 30d, 12h or 1d12h)")
+}
+
+// days is a duration flag that also takes days ("30d", "1d12h"): Go's durations stop at
+// hours, and key lifetimes are counted in days.
+type days time.Duration
+
+func (d *days) String() string { return time.Duration(*d).String() }
+func (d *days) Type() string   { return "duration" }
+
+func (d *days) Set(s string) error {
+	v, err := parseDays(s)
+	if err != nil {
+		return err
+	}
+	*d = days(v)
+	return nil
+}
+
+var daysPrefix = regexp.MustCompile(`^([+-]?)(\d{1,5})d(.*)$`)
+
+// parseDays reads a Go duration, optionally led by a whole number of days.
+func parseDays(s string) (time.Duration, error) {
+	m := daysPrefix.FindStringSubmatch(s)
+	if m == nil {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New("want a duration such as 30d, 12h, 90m or 1d12h")
+		}
+		return d, nil
+	}
+	n, _ := strconv.Atoi(m[2]) // at most 5 digits
+	d := time.Duration(n) * 24 * time.Hour
+	if m[3] != "" {
+		rest, err := time.ParseDuration(m[3])
+		if err != nil || rest < 0 || strings.HasPrefix(m[3], "+") {
+			return 0, errors.New("want a duration such as 30d, 12h, 90m or 1d12h")
+		}
+		d += rest
+	}
+	if m[1] == "-" {
+		d = -d
+	}
+	return d, nil
 }
 
 // value returns the expiry the flags give, or nil when neither was given.
@@ -88,9 +133,9 @@ func (e *expiry) value(f *pflag.FlagSet) (*time.Time, error) {
 		return e.at.t, nil
 	case f.Changed("expires-in"):
 		if e.in <= 0 {
-			return nil, errors.New("--expires-in: want a positive duration such as 720h")
+			return nil, errors.New("--expires-in: want a positive duration such as 30d or 12h")
 		}
-		t := time.Now().Add(e.in).UTC().Truncate(time.Second)
+		t := time.Now().Add(time.Duration(e.in)).UTC().Truncate(time.Second)
 		return &t, nil
 	}
 	return nil, nil

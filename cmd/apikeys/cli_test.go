@@ -143,7 +143,7 @@ func TestCLIKeys(t *testing.T) {
 	before := time.Now()
 	r := h.ok("", "keys", "create", "--name", "CI pipeline", "--description", "deploys",
 		"--tenant-id", "tenant_acme", "--environment-id", "environment_prod", "--intended-use", "ci-cd",
-		"--scopes", "api_keys:read", "--scopes", "api_keys:verify", "--expires-in", "720h", "--metadata", `{"team": "infra"}`)
+		"--scopes", "api_keys:read", "--scopes", "api_keys:verify", "--expires-in", "30d", "--metadata", `{"team": "infra"}`)
 	secret := field(t, r.stdout, "secretKey")
 	if !secretPattern.MatchString(secret) {
 		t.Fatalf("secretKey row %q is not a secret", secret)
@@ -170,7 +170,7 @@ func TestCLIKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	if lo, hi := before.Add(720*time.Hour-time.Second), time.Now().Add(720*time.Hour+time.Second); exp.Before(lo) || exp.After(hi) {
-		t.Errorf("--expires-in 720h gave expiresAt %s, want within [%s, %s]", exp, lo, hi)
+		t.Errorf("--expires-in 30d gave expiresAt %s, want within [%s, %s]", exp, lo, hi)
 	}
 
 	// create, as JSON: stdout is the service's JSON and nothing else.
@@ -451,6 +451,9 @@ func TestCLIErrors(t *testing.T) {
 		{"keys", "create"},
 		{"keys", "create", "--name", "x", "--expires-at", "tomorrow"},
 		{"keys", "create", "--name", "x", "--expires-in", "soon"},
+		{"keys", "create", "--name", "x", "--expires-in", "30x"},
+		{"keys", "creat", "--name", "x"},
+		{"key", "list"},
 		{"keys", "create", "--name", "x", "--expires-in", "-1h"},
 		{"keys", "create", "--name", "x", "--expires-at", "2031-01-01T00:00:00Z", "--expires-in", "1h"},
 		{"keys", "create", "--name", "x", "--metadata", "[1, 2]"},
@@ -521,6 +524,9 @@ func TestCLIMigrate(t *testing.T) {
 			r := runCLI(env, "", "migrate")
 			if r.code != 0 || !regexp.MustCompile(`(?m)^0001_init\.sql +applied now$`).MatchString(r.stdout) {
 				t.Fatalf("migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			if want := "The " + dbName(url) + " is up to date."; !strings.Contains(r.stdout, want) || !strings.Contains(want, "database ") {
+				t.Errorf("migrate does not name the database it migrated (%q):\n%s", want, r.stdout)
 			}
 			r = runCLI(env, "", "migrate")
 			if r.code != 0 || strings.Contains(r.stdout, "applied now") || !strings.Contains(r.stdout, "0001_init.sql") {

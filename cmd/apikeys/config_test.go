@@ -5,6 +5,11 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +81,52 @@ func TestRunRejectsUnknownCommands(t *testing.T) {
 	}
 }
 
+// TestUnknownCommandsAreNamed: a mistyped command is reported as the command, on one line
+// with the commands it may have meant, whatever flags follow it.
+func TestUnknownCommandsAreNamed(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"key", "list"}, `unknown command "key" for "apikeys" (did you mean keys?)`},
+		{[]string{"kyes", "list", "--tenant-id", "x"}, `unknown command "kyes" for "apikeys" (did you mean keys?)`},
+		{[]string{"keys", "creat", "--name", "x"}, `unknown command "creat" for "apikeys keys" (did you mean create?)`},
+		{[]string{"subjects", "gt", "--id", "x"}, `unknown command "gt" for "apikeys subjects" (did you mean get?)`},
+		{[]string{"frobnicate"}, `unknown command "frobnicate" for "apikeys"` + "\n"},
+	} {
+		r := runCLI(map[string]string{}, "", tt.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, tt.want) || strings.Contains(r.stderr, `\u{`) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tt.args, r.code, r.stderr, exitUsage, tt.want)
+		}
+	}
+	// An unknown flag of a known command is still the flag.
+	if r := runCLI(map[string]string{}, "", "keys", "list", "--bogus"); r.code != exitUsage || !strings.Contains(r.stderr, "unknown flag: --bogus") {
+		t.Errorf("keys list --bogus: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestVersion: --version and version print the build's version, commit and Go release.
+func TestVersion(t *testing.T) {
+	a, b := runCLI(map[string]string{}, "", "--version"), runCLI(map[string]string{}, "", "version")
+	if a.code != 0 || b.code != 0 || a.stdout != b.stdout || !strings.HasPrefix(a.stdout, "apikeys ") ||
+		!strings.Contains(a.stdout, "commit ") || !strings.Contains(a.stdout, runtime.Version()) {
+		t.Errorf("--version: %d %q; version: %d %q", a.code, a.stdout, b.code, b.stdout)
+	}
+	// The binary make build makes names the commit it was built from.
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse HEAD: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "apikeys")
+	if out, err := exec.Command("make", "-s", "-C", "../..", "build", "BIN="+bin).CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if want := "commit " + string(head[:12]); err != nil || !strings.Contains(string(out), want) {
+		t.Errorf("the built binary's --version: %q, %v; want it to name %s", out, err, want)
+	}
+}
+
 // TestDatabaseURLPasswordIsNeverPrinted: a malformed or unreachable database URL is reported
 // without its password.
 func TestDatabaseURLPasswordIsNeverPrinted(t *testing.T) {
@@ -144,5 +195,82 @@ func TestTokenIsPrintedOnlyOnceServing(t *testing.T) {
 	}
 	if !strings.Contains(s, "(this machine only)") {
 		t.Errorf("the start-up line does not say who can reach it:\n%s", s)
+	}
+}
+
+// TestSettingsAreDocumented: the variables the service reads, the ones serve --help lists and
+// the ones README.md's Configuration table names are one list.
+func TestSettingsAreDocumented(t *testing.T) {
+	read := map[string]bool{}
+	getenv := func(k string) string { read[k] = true; return "" }
+	if _, err := loadConfig(getenv); err != nil {
+		t.Fatal(err)
+	}
+	tuneGC(getenv)
+	listed := map[string]bool{}
+	for _, s := range settings {
+		listed[s.name] = true
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, config, _ := strings.Cut(string(readme), "## Configuration\n")
+	config, _, _ = strings.Cut(config, "\n\n")
+	inReadme := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| (`[A-Z0-9_]+`(?:, `[A-Z0-9_]+`)*) \\|").FindAllStringSubmatch(config, -1) {
+		for _, name := range strings.Split(m[1], ", ") {
+			inReadme[strings.Trim(name, "`")] = true
+		}
+	}
+	help := runCLI(map[string]string{}, "", "serve", "--help")
+	for name := range read {
+		if !listed[name] {
+			t.Errorf("the service reads %s, which settings does not list", name)
+		}
+	}
+	for name := range listed {
+		if !read[name] {
+			t.Errorf("settings lists %s, which the service does not read", name)
+		}
+		if !inReadme[name] {
+			t.Errorf("README.md's Configuration table does not name %s", name)
+		}
+		if !strings.Contains(help.stdout, "\n  "+name+" ") {
+			t.Errorf("serve --help does not list %s:\n%s", name, help.stdout)
+		}
+	}
+	for name := range inReadme {
+		if !listed[name] {
+			t.Errorf("README.md's Configuration table names %s, which settings does not list", name)
+		}
+	}
+}
+
+func TestParseDays(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"30d": 30 * 24 * time.Hour, "1d12h": 36 * time.Hour, "12h": 12 * time.Hour, "90m": 90 * time.Minute,
+		"0d": 0, "-1d": -24 * time.Hour, "2d30m": 48*time.Hour + 30*time.Minute,
+	} {
+		if got, err := parseDays(in); err != nil || got != want {
+			t.Errorf("parseDays(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "30", "30x", "1d-1h", "1d+1h", "1.5d", "123456d", "1dd"} {
+		if got, err := parseDays(in); err == nil {
+			t.Errorf("parseDays(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+func TestDBName(t *testing.T) {
+	for in, want := range map[string]string{
+		"file:data/apikeys.db":                                                       "SQLite database data/apikeys.db",
+		"file:/var/lib/apikeys.db?_pragma=busy_timeout(5000)":                        "SQLite database /var/lib/apikeys.db",
+		"postgres://apikeys:s3cret@db.internal:5432/keys?sslmode=require&password=x": "PostgreSQL database keys as apikeys on db.internal:5432",
+	} {
+		if got := dbName(in); got != want {
+			t.Errorf("dbName(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

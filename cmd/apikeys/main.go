@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -40,6 +41,39 @@ func main() {
 	code := exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr), os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// settings are the environment variables the service reads, for serve --help; README.md's
+// Configuration table says the same at more length (TestSettingsAreDocumented holds the three
+// to one list).
+var settings = []struct{ name, def, meaning string }{
+	{"APIKEYS_DATABASE_URL", "file:data/apikeys.db", "postgres://... for PostgreSQL; anything else is a SQLite file"},
+	{"APIKEYS_ADDR", ":8080", "listen address (127.0.0.1:8080: this machine only)"},
+	{"APIKEYS_ADMIN_TOKEN", "generated, printed once", "the admin bearer token, at least 16 characters"},
+	{"APIKEYS_KEY_PREFIX", keys.DefaultPrefix, "prefix of new secrets: lower case, ending in _"},
+	{"APIKEYS_ARGON2_MEMORY_KIB", strconv.Itoa(int(keys.DefaultParams().MemoryKiB)), "argon2id memory for new hashes"},
+	{"APIKEYS_ARGON2_ITERATIONS", strconv.Itoa(int(keys.DefaultParams().Iterations)), "argon2id iterations"},
+	{"APIKEYS_ARGON2_PARALLELISM", strconv.Itoa(int(keys.DefaultParams().Parallelism)), "argon2id lanes"},
+	{"APIKEYS_USAGE_FLUSH_INTERVAL", "1s", "how often lastUsedAt and lastUsedIp are written"},
+	{"APIKEYS_CACHE_ENTRIES", "50000", "key rows each replica keeps in memory"},
+	{"APIKEYS_LOG_LEVEL", "INFO", "DEBUG, INFO, WARN or ERROR; JSON lines on standard error"},
+	{"APIKEYS_DB_TIMEOUT", "3s", "bound of every database call"},
+	{"APIKEYS_REQUEST_TIMEOUT", "10s", "deadline of each request's work (503 past it)"},
+	{"APIKEYS_MAX_CONNS", "1024", "connections served at once"},
+	{"APIKEYS_IDLE_TIMEOUT", "30s", "how long an idle keep-alive connection is kept"},
+	{"APIKEYS_BODY_BUDGET_MIB", "8", "request body bytes read and checked at once"},
+	{"GOGC", "400", "the Go collector's pacing"},
+	{"GOMEMLIMIT", "192MiB", "the Go collector's soft memory limit"},
+}
+
+// settingsHelp lists settings as a help text.
+func settingsHelp() string {
+	var b strings.Builder
+	b.WriteString("Environment variables:\n")
+	for _, s := range settings {
+		fmt.Fprintf(&b, "  %-29s %s (default %s)\n", s.name, s.meaning, s.def)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // config is the service's configuration, read from the environment.
@@ -323,6 +357,26 @@ func interfaces(addr net.Addr) string {
 	default:
 		return "the interface with address " + tcp.IP.String()
 	}
+}
+
+// dbName names the database as a person would find it, without a password: the SQLite
+// file, or PostgreSQL's database, user, host and port.
+func dbName(raw string) string {
+	if dbKind(raw) == "sqlite" {
+		return "SQLite database " + strings.TrimPrefix(strings.SplitN(raw, "?", 2)[0], "file:")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "PostgreSQL database (its URL does not parse)"
+	}
+	name := "PostgreSQL database " + strings.TrimPrefix(u.Path, "/")
+	if u.User != nil && u.User.Username() != "" {
+		name += " as " + u.User.Username()
+	}
+	if u.Host != "" {
+		name += " on " + u.Host
+	}
+	return name
 }
 
 // dbKind names the database without its credentials, for the log.
