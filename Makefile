@@ -2,7 +2,7 @@
 GO     ?= go
 NOTICE := $(or $(TMPDIR),/tmp)/apikeys-test-notice-$(shell id -u)
 
-.PHONY: run build test test-long generate check-generate lint lint-go lint-spec lint-compose bench bench-tools
+.PHONY: run build test test-long test-stress generate check-generate lint lint-go lint-spec lint-compose bench bench-tools
 
 ## run: build, then serve on :8080 with the embedded SQLite database in ./data (no set-up needed)
 run: build
@@ -16,22 +16,16 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 
 build:
 	$(GO) build -ldflags '-X main.version=$(VERSION) -X main.commit=$(COMMIT)' -o $(BIN) ./cmd/apikeys
 
-## test: the whole suite, on SQLite and PostgreSQL (see README: Testing)
+## test: the whole suite, on SQLite and PostgreSQL (see README: Testing); it ends by naming the
+## databases it ran on, every skipped test with its reason, and "N passed, N failed, N skipped"
 RAN := $(or $(TMPDIR),/tmp)/apikeys-test-ran-$(shell id -u)
+REPORT := $(or $(TMPDIR),/tmp)/apikeys-testreport-$(shell id -u)
 test:
 	@rm -f $(NOTICE) $(RAN)
-	@APIKEYS_TEST_NOTICE_FILE=$(NOTICE) APIKEYS_TEST_RAN_FILE=$(RAN) $(GO) test -count=1 -race ./...; status=$$?; \
-	echo; echo 'make test: the databases the suite ran on (packages):'; \
-	if [ -s $(RAN) ]; then sort $(RAN) | awk -F'\t' '{ n[$$2]++; p[$$2] = p[$$2] (n[$$2] > 1 ? ", " : "") $$3 } END { for (w in n) printf "  - %s (%s)\n", w, p[w] }' | sort; \
-	else echo '  - none: no test created a database'; fi; rm -f $(RAN); \
-	if [ -s $(NOTICE) ]; then \
-	  echo; echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
-	  echo '!!! PostgreSQL was not available: ONLY THE SQLITE HALF OF THE SUITE RAN.       !!!'; \
-	  echo '!!! Set APIKEYS_TEST_DATABASE_URL, run PostgreSQL on 127.0.0.1:5432, or install !!!'; \
-	  echo '!!! its server binaries (initdb, pg_ctl) for a throwaway cluster.               !!!'; \
-	  echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
-	  cat $(NOTICE); rm -f $(NOTICE); \
-	fi; exit $$status
+	@$(GO) build -o $(REPORT) ./tools/testreport
+	@APIKEYS_TEST_NOTICE_FILE=$(NOTICE) APIKEYS_TEST_RAN_FILE=$(RAN) bash -o pipefail -c \
+	  '$(GO) test -json -count=1 -race ./... 2>&1 | $(REPORT) -ran $(RAN) -notice $(NOTICE)'; \
+	status=$$?; rm -f $(NOTICE) $(RAN) $(REPORT); exit $$status
 
 ## test-long: the long checks, not part of `make test` (about 10 minutes): every fuzz target of
 ## every package explores for FUZZTIME (30s), one at a time; then TestSoak runs the service
@@ -50,6 +44,13 @@ test-long:
 	done
 	@printf '\n#### make test-long, %s (soak %s)\n\n| check | result | criterion |\n|---|---|---|\n' "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" '$(SOAK)' >> '$(RELIABILITY_REPORT)'
 	APIKEYS_SOAK=$(SOAK) APIKEYS_RELIABILITY_REPORT='$(RELIABILITY_REPORT)' $(GO) test -tags soak -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' -v ./cmd/apikeys
+
+## test-stress: the failure tests (the throwaway cluster frozen and restarted under load) RUNS
+## times (20) beside LOAD (4) busy loops, for flakes that only a loaded machine shows
+RUNS ?= 20
+LOAD ?= 4
+test-stress:
+	RUNS=$(RUNS) LOAD=$(LOAD) bash tools/stress-failures.sh
 
 ## generate: regenerate gen/ from openapi.yaml
 generate:

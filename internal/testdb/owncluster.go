@@ -127,6 +127,12 @@ func (cl *Cluster) Freeze() error {
 	if err != nil {
 		return err
 	}
+	return cl.freezeTree(pm)
+}
+
+// freezeTree stops process pm and its children and records them for Thaw and the watchdog.
+// A child that has exited (a zombie its stopped parent cannot reap) counts as stopped.
+func (cl *Cluster) freezeTree(pm int) error {
 	if err := cl.stopProcess(pm); err != nil {
 		return err
 	}
@@ -156,7 +162,7 @@ func (cl *Cluster) stopProcess(pid int) error {
 		return fmt.Errorf("SIGSTOP %d: %w", pid, err)
 	}
 	cl.frozen = append(cl.frozen, pid)
-	return waitState(pid, func(s byte) bool { return s == 'T' || s == 't' || s == 'Z' || s == 'X' })
+	return waitState(pid, stopped)
 }
 
 // recordFrozen writes the stopped pids where the watchdog finds them, so that it can continue

@@ -65,3 +65,8 @@ func waitState(pid int, ok func(state byte) bool) error {
 		time.Sleep(statePoll)
 	}
 }
+
+// stopped reports whether a process in state s runs no code: stopped by a signal (T), by a
+// tracer (t), or exited and not yet reaped (Z, X). A child that exits while its postmaster
+// is frozen stays a zombie until Thaw, since only its frozen parent can reap it.
+func stopped(s byte) bool { return s == 'T' || s == 't' || s == 'Z' || s == 'X' }
