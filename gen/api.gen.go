@@ -139,12 +139,15 @@ func (e Scope) Valid() bool {
 
 // Defines values for SubjectType.
 const (
+	Admin   SubjectType = "admin"
 	Service SubjectType = "service"
 )
 
 // Valid indicates whether the value is a known member of the SubjectType enum.
 func (e SubjectType) Valid() bool {
 	switch e {
+	case Admin:
+		return true
 	case Service:
 		return true
 	default:
@@ -534,11 +537,15 @@ type Subject struct {
 	Id SubjectId `json:"id"`
 
 	// TenantId Example: tenant_acme
-	TenantId *TenantId   `json:"tenantId,omitempty"`
-	Type     SubjectType `json:"type"`
+	TenantId *TenantId `json:"tenantId,omitempty"`
+
+	// Type `service` for the subject created with a key; `admin` for the built-in
+	// `subject_admin`, the admin token's.
+	Type SubjectType `json:"type"`
 }
 
-// SubjectType defines model for Subject.Type.
+// SubjectType `service` for the subject created with a key; `admin` for the built-in
+// `subject_admin`, the admin token's.
 type SubjectType string
 
 // SubjectId `subject_` followed by a UUIDv7 for subjects this service creates; other systems' subject ids may appear as creators.
@@ -867,7 +874,10 @@ type ClientInterface interface {
 	// UpdateApiKeyWithBody Change a key's name, description, metadata, expiry, intended use or scopes
 	//
 	// Fields present are set; `null` clears an optional field. A revoked key cannot
-	// be changed (409), nor can the expiry of a key that has been rotated.
+	// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+	// the end of its grace period) or that has expired: expiry is final, as revocation
+	// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+	// fields may still change. Rotate a key before it expires to keep its subject.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -877,7 +887,10 @@ type ClientInterface interface {
 	// UpdateApiKey Change a key's name, description, metadata, expiry, intended use or scopes
 	//
 	// Fields present are set; `null` clears an optional field. A revoked key cannot
-	// be changed (409), nor can the expiry of a key that has been rotated.
+	// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+	// the end of its grace period) or that has expired: expiry is final, as revocation
+	// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+	// fields may still change. Rotate a key before it expires to keep its subject.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -906,9 +919,12 @@ type ClientInterface interface {
 	//
 	// Issues a new key that keeps the old key's subject, tenant, environment, name,
 	// description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-	// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-	// the old key expires after the grace. Only an active key that has not been
-	// rotated already can be rotated (409 otherwise).
+	// given: a caller bound by an expiry may not give a later one, nor none, 403).
+	// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+	// key stays `active` through the grace, and shows that it is being replaced:
+	// its `replacedById` names the new key and its `expiresAt` is the grace's end
+	// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+	// that has not been rotated already can be rotated (409 otherwise).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -919,9 +935,12 @@ type ClientInterface interface {
 	//
 	// Issues a new key that keeps the old key's subject, tenant, environment, name,
 	// description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-	// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-	// the old key expires after the grace. Only an active key that has not been
-	// rotated already can be rotated (409 otherwise).
+	// given: a caller bound by an expiry may not give a later one, nor none, 403).
+	// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+	// key stays `active` through the grace, and shows that it is being replaced:
+	// its `replacedById` names the new key and its `expiresAt` is the grace's end
+	// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+	// that has not been rotated already can be rotated (409 otherwise).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -973,6 +992,9 @@ type ClientInterface interface {
 	//
 	// The identity a key was created with (every key's `subjectId`), which a rotation
 	// keeps. A subject outside the caller's tenant (environment) answers 404.
+	// `subject_admin`, the subject of the admin token that `createdBySubjectId` and
+	// `revokedBySubjectId` name for the admin's actions, is built in: type `admin`, no
+	// tenant, created when the database was set up; no key belongs to it.
 	//
 	// Corresponds with GET /subjects/{id} (the `GetSubject` operationId).
 	GetSubject(ctx context.Context, id SubjectId, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1164,7 +1186,10 @@ func (c *Client) GetApiKey(ctx context.Context, id ApiKeyId, reqEditors ...Reque
 // UpdateApiKeyWithBody Change a key's name, description, metadata, expiry, intended use or scopes
 //
 // Fields present are set; `null` clears an optional field. A revoked key cannot
-// be changed (409), nor can the expiry of a key that has been rotated.
+// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+// the end of its grace period) or that has expired: expiry is final, as revocation
+// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+// fields may still change. Rotate a key before it expires to keep its subject.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1184,7 +1209,10 @@ func (c *Client) UpdateApiKeyWithBody(ctx context.Context, id ApiKeyId, contentT
 // UpdateApiKey Change a key's name, description, metadata, expiry, intended use or scopes
 //
 // Fields present are set; `null` clears an optional field. A revoked key cannot
-// be changed (409), nor can the expiry of a key that has been rotated.
+// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+// the end of its grace period) or that has expired: expiry is final, as revocation
+// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+// fields may still change. Rotate a key before it expires to keep its subject.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1243,9 +1271,12 @@ func (c *Client) RevokeApiKey(ctx context.Context, id ApiKeyId, body RevokeApiKe
 //
 // Issues a new key that keeps the old key's subject, tenant, environment, name,
 // description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-// the old key expires after the grace. Only an active key that has not been
-// rotated already can be rotated (409 otherwise).
+// given: a caller bound by an expiry may not give a later one, nor none, 403).
+// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+// key stays `active` through the grace, and shows that it is being replaced:
+// its `replacedById` names the new key and its `expiresAt` is the grace's end
+// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+// that has not been rotated already can be rotated (409 otherwise).
 //
 // Takes any type of body and a specified content type.
 //
@@ -1266,9 +1297,12 @@ func (c *Client) RotateApiKeyWithBody(ctx context.Context, id ApiKeyId, contentT
 //
 // Issues a new key that keeps the old key's subject, tenant, environment, name,
 // description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-// the old key expires after the grace. Only an active key that has not been
-// rotated already can be rotated (409 otherwise).
+// given: a caller bound by an expiry may not give a later one, nor none, 403).
+// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+// key stays `active` through the grace, and shows that it is being replaced:
+// its `replacedById` names the new key and its `expiresAt` is the grace's end
+// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+// that has not been rotated already can be rotated (409 otherwise).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1380,6 +1414,9 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 //
 // The identity a key was created with (every key's `subjectId`), which a rotation
 // keeps. A subject outside the caller's tenant (environment) answers 404.
+// `subject_admin`, the subject of the admin token that `createdBySubjectId` and
+// `revokedBySubjectId` name for the admin's actions, is built in: type `admin`, no
+// tenant, created when the database was set up; no key belongs to it.
 //
 // Corresponds with GET /subjects/{id} (the `GetSubject` operationId).
 func (c *Client) GetSubject(ctx context.Context, id SubjectId, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2150,7 +2187,10 @@ type ClientWithResponsesInterface interface {
 	// UpdateApiKeyWithBodyWithResponse Change a key's name, description, metadata, expiry, intended use or scopes
 	//
 	// Fields present are set; `null` clears an optional field. A revoked key cannot
-	// be changed (409), nor can the expiry of a key that has been rotated.
+	// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+	// the end of its grace period) or that has expired: expiry is final, as revocation
+	// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+	// fields may still change. Rotate a key before it expires to keep its subject.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2160,7 +2200,10 @@ type ClientWithResponsesInterface interface {
 	// UpdateApiKeyWithResponse Change a key's name, description, metadata, expiry, intended use or scopes
 	//
 	// Fields present are set; `null` clears an optional field. A revoked key cannot
-	// be changed (409), nor can the expiry of a key that has been rotated.
+	// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+	// the end of its grace period) or that has expired: expiry is final, as revocation
+	// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+	// fields may still change. Rotate a key before it expires to keep its subject.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2189,9 +2232,12 @@ type ClientWithResponsesInterface interface {
 	//
 	// Issues a new key that keeps the old key's subject, tenant, environment, name,
 	// description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-	// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-	// the old key expires after the grace. Only an active key that has not been
-	// rotated already can be rotated (409 otherwise).
+	// given: a caller bound by an expiry may not give a later one, nor none, 403).
+	// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+	// key stays `active` through the grace, and shows that it is being replaced:
+	// its `replacedById` names the new key and its `expiresAt` is the grace's end
+	// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+	// that has not been rotated already can be rotated (409 otherwise).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2202,9 +2248,12 @@ type ClientWithResponsesInterface interface {
 	//
 	// Issues a new key that keeps the old key's subject, tenant, environment, name,
 	// description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-	// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-	// the old key expires after the grace. Only an active key that has not been
-	// rotated already can be rotated (409 otherwise).
+	// given: a caller bound by an expiry may not give a later one, nor none, 403).
+	// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+	// key stays `active` through the grace, and shows that it is being replaced:
+	// its `replacedById` names the new key and its `expiresAt` is the grace's end
+	// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+	// that has not been rotated already can be rotated (409 otherwise).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2266,6 +2315,9 @@ type ClientWithResponsesInterface interface {
 	//
 	// The identity a key was created with (every key's `subjectId`), which a rotation
 	// keeps. A subject outside the caller's tenant (environment) answers 404.
+	// `subject_admin`, the subject of the admin token that `createdBySubjectId` and
+	// `revokedBySubjectId` name for the admin's actions, is built in: type `admin`, no
+	// tenant, created when the database was set up; no key belongs to it.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3642,7 +3694,10 @@ func (c *ClientWithResponses) GetApiKeyWithResponse(ctx context.Context, id ApiK
 // UpdateApiKeyWithBodyWithResponse Change a key's name, description, metadata, expiry, intended use or scopes
 //
 // Fields present are set; `null` clears an optional field. A revoked key cannot
-// be changed (409), nor can the expiry of a key that has been rotated.
+// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+// the end of its grace period) or that has expired: expiry is final, as revocation
+// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+// fields may still change. Rotate a key before it expires to keep its subject.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3658,7 +3713,10 @@ func (c *ClientWithResponses) UpdateApiKeyWithBodyWithResponse(ctx context.Conte
 // UpdateApiKeyWithResponse Change a key's name, description, metadata, expiry, intended use or scopes
 //
 // Fields present are set; `null` clears an optional field. A revoked key cannot
-// be changed (409), nor can the expiry of a key that has been rotated.
+// be changed (409), nor can the expiry of a key that has been rotated (its expiry is
+// the end of its grace period) or that has expired: expiry is final, as revocation
+// is, and `expiresAt` (a date or `null`) on an expired key answers 409; its other
+// fields may still change. Rotate a key before it expires to keep its subject.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3705,9 +3763,12 @@ func (c *ClientWithResponses) RevokeApiKeyWithResponse(ctx context.Context, id A
 //
 // Issues a new key that keeps the old key's subject, tenant, environment, name,
 // description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-// the old key expires after the grace. Only an active key that has not been
-// rotated already can be rotated (409 otherwise).
+// given: a caller bound by an expiry may not give a later one, nor none, 403).
+// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+// key stays `active` through the grace, and shows that it is being replaced:
+// its `replacedById` names the new key and its `expiresAt` is the grace's end
+// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+// that has not been rotated already can be rotated (409 otherwise).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3724,9 +3785,12 @@ func (c *ClientWithResponses) RotateApiKeyWithBodyWithResponse(ctx context.Conte
 //
 // Issues a new key that keeps the old key's subject, tenant, environment, name,
 // description, metadata, scopes, intended use and expiry (unless `expiresAt` is
-// given). Without `gracePeriodSeconds` the old key is revoked at once; with it,
-// the old key expires after the grace. Only an active key that has not been
-// rotated already can be rotated (409 otherwise).
+// given: a caller bound by an expiry may not give a later one, nor none, 403).
+// Without `gracePeriodSeconds` the old key is revoked at once; with it, the old
+// key stays `active` through the grace, and shows that it is being replaced:
+// its `replacedById` names the new key and its `expiresAt` is the grace's end
+// (or its own expiry, if sooner), after which it is `expired`. Only an active key
+// that has not been rotated already can be rotated (409 otherwise).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3824,6 +3888,9 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 //
 // The identity a key was created with (every key's `subjectId`), which a rotation
 // keeps. A subject outside the caller's tenant (environment) answers 404.
+// `subject_admin`, the subject of the admin token that `createdBySubjectId` and
+// `revokedBySubjectId` name for the admin's actions, is built in: type `admin`, no
+// tenant, created when the database was set up; no key belongs to it.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7519,153 +7586,158 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3NbhxJth/+KuefM4DIf2cVs/glsoReUBQ5TbdE8ZJU98woeVlRmVFV0cyKyI6IJFktENAsZuXFLLwz",
-	"jHt7YRiwF75e2MAABjxP4L23rfsA/QpGnIj8qkqSRZFSq8fSQqzKyoyPEyfO5+9EvvEiMU4Fp1wrr/vG",
-	"k1SlgiuKX56S+JB+n1GlzbdIcE05fiRpmrCIaCb4UipFP6HjL75Tgpvf6CUZpwk1H2OqCUu8rqdHFKRt",
-	"CWJBFXChYUx0NALz09bB3iMFKhrRMfF8j0oppPK6rystjDOlYUTOKRANCSVKg+AUzpli/YRCNCKSRJpK",
-	"z/cGjCax1/WWOBlTz/cY97peX8QT7+rE95QmOlNedzUIfE8zbUZqJgr5TH1PT1JzkfRFprv9hPAz78r3",
-	"3PC6b7zfSjrwut5vlkrSLdlf1dKBpYZ3dXXlezFVkWSpIZPX9Y4rRGAKxiQZCDmmMQgJA8ISBeckYTFS",
-	"9Ymh0IjxIVwQZWbHhzRum2FsCz5IWPQQK3JGJ2Ygkp6LMxp7VdpslrQpOvwohIlcbwoumLbcIakSmYyo",
-	"YRFNNIUFTc4oBxb7+djNVHycD0kkJfEEpDC3xotIs10h+yyOKX8AokUkSaiEhERnCoenIpFSICk7PaMT",
-	"1b2QTNMaLVdKWpYD+aDEdGNkCs64uODQz8xum+CuiwXoEVNIl68oialUx0I8J3JIp6ij6aVeShPC6vTw",
-	"Vlc6+WYB2wLsmi2n4FgIsC1VJ+ImqrRkfHjL+j9SMLKDAnoZURrD+ip8zZ62wdz01fHxASgqz6kEwtWF",
-	"uc1MBvp0ICQFws3CZ5r6IScKcOxgpuED4TFEiVDULlokOKeR6b8dckOKPa6p5CS5J4cQDhmnlymNNI0B",
-	"BRmIKMqkrG2wtarwybuGIzuzHfPUh2OQrdoQjeDJJH2CVLHTAE7NMBiPkiymCpgbn+WZfaF3RcbjexKK",
-	"C1BZNDKi3+zb2oZZLWmzLzTY7j4YPfbdSHIx4xt5bHZKrlu0gHLjIw2u2TD30YpGP5kNm5h2JegR4Va6",
-	"OG6PIppqVSVTpyJX8u24wzXTk9o+/Agye76xI+VecZLpkZDsB3pfDqKXJNLJBM2ALdcoPt2Fp5RIKiHM",
-	"gmAl0uKMcvxInWyxSu/7jMkprdcpKVob6Aej4gumFONDvzQGfMg4Cu1StwkJ9DI1g4W+nRhOqe35npOV",
-	"ZgTffvtty5CBcm2oiLS6QQbbtTgnLCH95CEYOSaa9ImiELMYt48V0GAkMBvTJyCplhNQIyF1MqnJwgoj",
-	"GxHIIgrVsX1QHlauw4hwM2hkWahuTC4u8rGTgUb2psCzcZ9KEANQNBI8NkIy5IfmrtaWucvqq5Imuc3r",
-	"iGJsG8aBaQV9I91gYetg7+udPxydPnt6erz3Yuflq+NFlMkhLzVjTEmcME7Luw93/uHVztFx8QikRCnD",
-	"RIzDxYhFI4hM97ktyTQQdUbjkA+ERMtSaSFp/ASMxJ8AkUPBl1kMKjG00GRieC5TkyfFfja0Ysp+5EMg",
-	"xo7lk5CXClWZi8waHMVAX2z9/nT75f7+URcETybY3IiSRI/AMBhVQFB/G+ogn08Ej0OuR3S8aDaAMeoq",
-	"/VVFD6OVHo02r22Lypo07gij3IZUFltCZWkqpKbxCxozcow33XtvoIBED6ZvqMjNMsC2bbNl+uhCtVnT",
-	"HCy8Ot5tbSze5A716cxjuPL4ZMURqvaU+0OWRHWPqLNWlX8FJQBJAe7pD7gXcz1iN6KlUm96hj1YMC0T",
-	"wyZmG4lMg6RDImOjqA27LxY0aHtXxdiQG7ZS9jWd4DLGMTNtkuRAipRKzYzLOyCJog0Gk7NS2rCD+wQJ",
-	"ay3PXMclF2RitIrOJFdVBeOjIZtq6GVpbFySLd0z1mjIe+g5qF63qSVFjVQx/A9aCB9NeBSzIsrGlGsk",
-	"CKRkSJH1JU2liLOIqpCrkbgwo1UFfUwz1gTWI6Goewx5yGxy63e2YYsD6SPh86HBmBJuFoTTkC8YcRXT",
-	"AckSvfgESHl3ZWb2gV4kqbtid2RaIfIbr/j1NoY5ZmOqNBmnhsfcU08nR1n/Oxrpvfi2x8sbp/nt5uee",
-	"VW698j3Kz5kU3JD99j53ajebp1F3qztOdkTUaCsZChQrPBt73ddeLp69E39aofseu3VklvntoIzY4zGN",
-	"Xyl622N7lVuvfC8hyjgAKE1Too1r4HW9f3y91fojaf0QtDZP3qxe/dZrGKF58pW687Lnj+2l5rExuXxO",
-	"+VCPvO7qWkMnY6qJUbu3dfEiv+/K9zBOdMv9++aeK8PIdMAurYSfll8DJpUuQ1HK2AdWb0aSalgwn9F0",
-	"A9sK7shVGAtJF30YoJqLxJAzhaoOJY7ZO01UPj15s+avrDdTWtI0IZHZKnt34gpncd5xgdxT77sv3eOH",
-	"lDgtWlli6yfPTM/GdnalGN9tflaqofhPkpcDVKk3jtPeb5Skk3te9/XJVaky5+n6yN5rnnov+mjKyTyC",
-	"5zi/78r3CoF8h4XEpXBOUfe1kSfVEbtdUmyAiiCoCKtGIe1X5H1BulKECbzPjLpYqpnd1SPp2WkPBiJJ",
-	"xIWxDydA4NWrvWdG1UeEC84ikoD5UbbQ5DXeVK6uz+ikVLFo7ON4VMhHRLmGzh/DgqIUevv0Ih9HD7Xc",
-	"xHZ0TqUyKpcp59Aa+2NE0WoFesmUNpv2jE5CbkwYgr6cEsYb1lYbOyrkwSr8QWYJtTpYUhKNjL9jFWYZ",
-	"bjNTDzqbAen0l1vRSrzaekzXBq0NstlvBVEnXqYrg1Wy1q9LCvPU66C1SVqDkzcbV63i8+ocnzvLzXKl",
-	"xtCzi+S81J6hUUwlO6dxF4253JM18q5X6MOec9C/ND6WEXSFnos0Oze8VkamXdONmu8p0dFoG4lrB6gq",
-	"SYsb7by6VWIWyfxlmo5v3dvV/vLujPohl3v28Y4RXWPG86+l5SwlmcxsN+y8aVM0dXS3ef26DJ/b7ZjK",
-	"Dr2fKfOhbYVS3cyjZN5H0k8xEQ7ueiaK38/9sXmV3Lmx0rcaIUFBlgs3pn38Eb38PJnobiFSMiN1e9Yg",
-	"+ppOem3YUkaG9+zQev60m1S6IhggKJwjjR6RFS6WAJ8djc+Oxsf2Ad7DNP/lbdd88zU7MRcjkeQuSxuO",
-	"tDFVmAuDMp3HSfsU1EhccCBDwvhNXspy4HeWN5qJ8dmMrpnR5co8mEn9rC6L6su9KynF9OgT0KTvA8aW",
-	"B9QZaiiuyZA6ue/kL9rfbTikg0yZG630Njuj1w250CMqYTvABrY7EAmupUgqPrEPz3ae+/Dqi+VgecP9",
-	"3XR/t969/Xf4YcdeWF93F9Y3rXCveIadwNhXVab7xzC8DIKW+X/D/PfU/Ldt/tsxFzu7YXj5eNd83NwN",
-	"M9M9/r/57u1/ab17+1/f/ek/td796T+f/P+NnLozLZlL+7witE9TKeKpcS5voBlYfL9mp5xUNk2727pm",
-	"GJhnt/nhu9qANnD8ZrZNFyV+M6P2/83Ry31IBaZ/gXGXBsUg7UJvyRisSwFibHqLmDMlkBJJxlRT+ch6",
-	"QO2mOTg4gVM1iMvxve8zKidWioyKAH6D+pneXbwIc/v5HJu2wVeYargjzUrplA9WnN0+pBs2415dF5Ys",
-	"FLFWNMU366sPyDYvKgqxmQBaZg2G38AICGQDOwkQAyAaxkJpWAtAi7SV0HOaQEk4G9MKNtehP9FUGReZ",
-	"G7+bkYQpNNL2EP10RlOM76MpZyP6kabxokXxCBkjxCN2mTaVoxHiQhBUR78WTFPb9y5bQ9FyF79TgrcP",
-	"ycULqhQZog7fd/q+PuWXnFopKAYoGC0I6WbEWSEMu7OCL+Qzks/sIezC3Gk2zFCSdASKms9aSAULdeG4",
-	"6AL3NOR9FjNps2wkATru0zhmfKh8EOdUShY7+jMlEmKov3CbXF1sh/zbEdMUVEoiCguvOItETB8pwMun",
-	"R+byou/gIWhHtNiQC0mQCCKmVkQUwc6nRLEo5C+yRLOE8WFGEjhICDdtfxEEW8/MGIKV1V38u97ZNn87",
-	"nbVd+3c9wL+Pn666v2t+yF990dkInuKgOxvBrp2Fu7Ac5BfWg3xaeGGls45t7O4E9ofdHXvn7s6u/bu7",
-	"FWDju7u77o7d3Q1L7ldfLG8EAcQCXYxIZDYb5RbfZnfdhjTcfCGZ1pQju4Q8YZpKUtV6RSCIaZchwbgw",
-	"GSO6ZGf7xVZreX3ZLrQAq0UpHzJO1YzmW3aBhWtEQ6kG59Z4lWeWg+KZLfNx69n//sv/+Q8//fmff/rz",
-	"jz/9+7c//dN//+mf/sdPP/7b1k8//uXd27etd2//YltuvXv7L+/+9M+td3/6l3c/vv3Xt2//9c//8ee/",
-	"vm39/Ne//Pw///bz//rx57/9t9bPf/vryfsMsFGoVcMAs9qLA4uBQJQwI2CikUDo1wDVFKeYH+tCY1ix",
-	"EkS0gcGQLxzubsPm2vpytwgDctY3G+CxD+dEMsI1dILLy8U2bEGOTjSMsRpsfvh43uPiy8pV6/XGJumf",
-	"1K7cFtbL07IzVMRpr649BpfodgAx1fbuYF/k6es5A2sVE+dqOmZmjAelCY9oY0+lwh6TSzY2OnttcxM3",
-	"i/22WkknFIn/Iufd0KJ2+f/K6lXy3reZAtplzLH5Yng3GiplFqS+Es/ZGYVexZrv+fPoJlioGuiL7bok",
-	"WZtXktzPoP6lxMsHcAMOMSB9n2CsLBb4pk3g2ODqqolFMIJwnzG8X6BoKElED6hkIj6yoKdZNv1KXEAi",
-	"+NCGABPEZcMZpamCCyHPGB/CQm5ArgQQk4labEOA3oPFEtiQP2IaiGHqiDqmtTt4eW1zOXBsa6807uj5",
-	"ozlNFMbQSS0eloO7JSXGTp8BexcXzqlkg0lj3OyoCODMJQftIGophZUpeeh7GWffZ9T9bGx404+NEtyR",
-	"J94vUnq/gCX78BGcQoC7lXQZwDk8ywL1WY21NInsWpB4KiPmAj+Nqcvzx2iOuFtUY4byibMF1USZNX6U",
-	"3w0sVgiwI2lKiTSmKT4hJOrmUl3lA5jD4IjqBkf+ZMXBbJ286fjr1wRdjyurU/Zv1+yURBj0+mBxkZIp",
-	"G22YlZWVTWuzTxUPIFBs+wmckySzQoc5lxTBUQOSJOaeCSVSQRAEHWOeb25ubqJkMl7eOUWInBamIUP7",
-	"gZBjor2uFxNNW5qNadOAX2Fk8W5CfMx49WrnljzflEGs6ubDE+BZkoCkY3GOM283xdfMPRYfbAMEHy3e",
-	"VlNRjSSdHlpDnKkWbbkxtnLTPO/IiuP3irUcWsSO9QttCN5KmOvWaTr8cQ055g2HfLi0ZpOC/Qa15H1M",
-	"GOvX7aXNOQwSx5KqIiThnEB0wFNJzf6mGFFB82Rh7+B81Vggewfn6xZ07Wo9HinAFIdrDUNZ1kyZ2iyN",
-	"SLT76caz6/IzDkxGVHUqZYWKMbGcEpka5PLa+jTbNwDHrAY8+tiZazPdk2s5ZVvENS3+zdbzvWee773Y",
-	"er778vDFjvm8//L4dPflq33z+XDnm5df49Wd3x/sHeKn4539rf3j0xd7Ry+2jre/Mr/tf7N3+HL/xU79",
-	"8t7+0avd3b3tPXP9aPvlwc5Roz1nh3ZIFabW7sa9bj43kaoy818oM3xG7wgffJ+8610xEh8v+Yeg6EpU",
-	"oC9EQgmfYV17n28XdZaHbcY1k0xPjkwvdrK2kGcrs0mJJgk2ZtyBRRd6eRXF1rMXe/unxy+/3tnvYVkE",
-	"KaDpwJTKcmxGaUi280pMnAF2WiqtkdapxeIzPhB5nQOxvoPVCHYwKUMA25gwrgnjVKoZnIO3Z/pXPiRM",
-	"aeW7+lvlFw4d4TGgd8SoygdtA3JjEo0YpwoWtvcgZSlNzDc/5H0SnWUpfCf6yoeUSM1tIooOJcLfje/4",
-	"lERnlMf5fBUKQegdvDw6hiWSshbmqaxb1gu54K7UpQSv0Im1CtshD7kFDJq9agH2DrtfKVeJRjQ6Uy4m",
-	"z1QByM9xKCrkvTnL0RD5X1tr/8ZFDXnuHlwgjL+AxrjkSKUcGfGHWHtlHPF8Oo/M4C5bOfe28N5eGyzE",
-	"x1YiaQEE7H6BhYrYWQRF3TKOCccCAsGTSchxHVHTEt34YO7E4I2uAGo1WMXc8cAuQF4zhjhKXAg7JIc2",
-	"GLJzM2cbPy9qqfA0gIXVYGWxW0EmWM/JB5u7x9ohZEUgOFQzv5FIYksnNPmxlNsHLqT5MTF9JYIXlYxM",
-	"K5oMYIHkZdU27sZtUd4k5EXpmAYCCdHU1etNbJtccGo/kbjoFqlscalEg8i06daMZhFvDbmdRrlJiMut",
-	"WwK3Ya+YsJ1ovtGqEy47MDM27NM0Z3u4ANaiGWvHDj3nCVekhi2a/YBBIEgxCmQc0JArzdA+JXG5xSe2",
-	"2MSNyBLQlrA4v7bGRlyUDAILSgDTBVERFWuHYC1kw1E+2DRYMjGz1SMpsuHITRfLwM6owkg8hmeMS4eb",
-	"lsYhR7iK3fb5cpLc70P7Du1vfGxkfGuuuq5hh0X1gRMp0ZMvKB2H/GLEEurGaQWLzLjNC1luxfq7hdWg",
-	"Yx4zPGvFDcbGEVrRu66wrAcLeRweJ1WD3U2fGxFylL+AZBODAeVYNmcLlhiHno3G9yrCrgDpOXyeYe3e",
-	"71vOLm/tPeu5stmuA/bV6yMVLgjSDskYcnSSO8sbU5UQva3WH4G0foCgtQltOIUutCzEDwsjbd53UNNe",
-	"KA5dh1b4UaMuYlp15h8pSMTQgVeErA0un1KRbWMugZywiHLrGDpF92Lv2PO9TCZOMaru0pIwDIBF4W0h",
-	"h0vuIbVk7i3zBl6uzTzfc+khr+t12kE7MHeZRkjKvK630g7aKw7kgFZAoaDMlyHVs7bAPr0w88DKEjvp",
-	"vEiOQN+wDWbnMRz4xC7CWEgnNvB8Fd/Srvec8bN8IWtkeXX4PPeTOL3UWBsGCz1Jky9Dz1wJvZ5h1p5N",
-	"XyC4m56TJEO4J7FbaSxQBbp2cuqbtSVDadQGysze73aqSvkNi69ceVihoYyJ5j1nSjskN1LLgUpsCSRW",
-	"L+ZwEbd2hXk3byFi1Q9pbrJucM/b7pTlbRqfBRiIAViEu18KFYdvb+flmVOjKVJH8w2jjpi7bopVVNp8",
-	"7VZs6usabQSrPVjr1ZjOvM3WYKXXNZywMdO1JgvQ5FpQyT90armHzmzuoWHJU/J9Rp9AJFJUTwMpxrhN",
-	"6nvS7Z1U0nMmMoX78Dp2iDKp8IiQcrjzAwSq8dwvGkJYVyd+/RSo5SC4oQZ6pvb5dS2Z4C0Hy+utoNPq",
-	"rB13gu5K0A2CPzaDGstoNVrE3rSH8UrR2NpCmRZjFD8xTRMxGePhVTNOchMyr+IJe8vBStPISkB0iYO2",
-	"uYq7pO5r0ccC4FVimj3ThlcviixotRwcd1a7QT6iagWk19lcbgft5XanZIftPThwblOJLO1636tTY1We",
-	"Xl5eXnqlp/26KVuVp87L2hvVtC72wdMgML2XTvVUmL8Cm21efqw6L1h3rnSYK12YLbGZqqqZPWLDaEFX",
-	"mmUs3qpCrR8VYLZjQw7Hum2ZTKzT9gRqqtFFBZ11jsoTnRjVvvkMpCvfW7X7qmnWxf5bqhzBho90bn+k",
-	"dnQJPrRy+0PlyVTmiZU5upk+POrK99bmmVFx0hI+sDLXfIqzQDCcko3HRE6coVDGEtDGEKlDxw1YgjaD",
-	"72kyzNm+lZdZTTvBuLmrSd4r30uFarDItgsPpvDSCbcnbpSYLkm4IojT84EUSTsj4iep8duteWuMn2M0",
-	"d90NEeHQp5Dlgi6lcswU4o0qYQcpEgpEKTZE0aawFVra8UyVFTjoM9WKkCvFN4vWlqPSYvmbTLFq9Zln",
-	"415U6acintxFJbz5ZST5w8jsRiF7ozC9RjDOfUxGY21hPezocv1Terpzt0X5rKbnVtMPqGnL8pvac53l",
-	"ldW19ccbmwHpRzEdDEfsu7NkzEX6vVQ6O7+4nPzgzauo50z330OD342X88rDaw5+MUL0ghQV0m2oCCnM",
-	"yGOpkSu2jt35dEXlUcL4We5BlxWOzb18l6miVrE9I+3KBupu5xvLV7/Nt1vbOOG/WWI2jzWkuoK5acjY",
-	"OemuZ2eKOqtxHHmLcw1EVT0nVzV9HSUshC0fzGzftafvQgZZwaU1dVuqIiQCBlERiisqgRtUn246DWOr",
-	"djH/2D5xYyvYvP2J4hBW80Bnji6qZtlqZ22eiTQcffUrsgWtoHEsVZ4qeVfjzyL6TNNloKpvXAgs97zR",
-	"IqTFYRP1OJhvo7HI8XmU3bE4mo0Y4Cwtxi6wQcjNRTxFytbZLawGgQ+rwYr5bxOTBPaGQmTu2EA5HSP+",
-	"3JqAA3ssqxiEfCoj1rM4B5eNsTFjjIk7uYQGNeNFKA8LcpoMxNnDF+5jJtpYKEb5qnrZJgJLNbzPhiOd",
-	"TKC4/n7m2HQ3LsVY9nPgco5qwm9Ql1cnc2vD64+qeHj77gHjMPPZWiutIAiC1mMSBK0N8yko/3VmbK1i",
-	"7SrG1ubg6+UbVnnG3uo//ocf3sfeMs8Ft/1zg7mTwXUTCZbvaXB9Ssu5MrOc5d6prOdxkJJrd9PMan7F",
-	"Vy6qq3nN4pnbbl081/ODLd7qx453TdnNdzpZZsbGLo9Bqtie/qx8t0rkDsb3Z8Pq/xnDKksxrRsEZcDN",
-	"FWj4QJLEHZo9Ynz4QFaXE+HXml1bcEGTpOXeoVDkHO0JMTnAezkIXO4Rc+TuSJlIxNRZQGd08kiF3BW2",
-	"YSY+LzW2ETSM7+ZPMwVGM1tsgUCopUVj2u5C3itgiD0fESu4W9CzQUyGswwdUkFSRcf9hCrToIMjzKBw",
-	"Ql6H4VRhrGoKF/JI1aA3j9RiMcJECRhSXR9jtzierITVYPgaHTKm29Cbwk3mZ5c2gSd7uT2J2a1cXDqa",
-	"16I+vSkTuR3ybRG7U4AdWMNGVJmysqkLBdjTh2ICPkwNzw9508h8cJBQHxwi1IcGnCeiIoyDbG0qv8S9",
-	"4IEYCJRBLIMD0uQnc0/Q5gY6GGCYlxfZ9JBbyJttDyroMzTcutaMz5m1h7jWnqtSrYBObFIf0Uh4Eqs9",
-	"dBrIULThkKYulFBhSIsZMm1jfLp6tHJl9fPzYUOOJGe2bmtsaxsQl+XewUBgQC+AuMOum9yAKqL7Pg5A",
-	"iesuE12B5+DQ7xMvm0Y0f5CAbROefS6D/g6JVXyCV16+UEro/A0G+BIU5J0qL3gIZc1oCTyuYaUdzBVx",
-	"ymX0aKqHreqLVgAPAnZyxRgU0hjqiw39lDjs6V4KcG21j6EQsXPbp1vKEd8PEzt2yOa7BIpv9jE+QAjW",
-	"UQj55uqOnOhA6ddEW8+pjFmkP3Xr7bMx1mSMGUENpFL7UWzyu9pcjn3rRtcbFl9dC0bLg+jFewP8/FUx",
-	"hTxow/w4seLVBjnYVGRaMQdjLipwGqHIucZcDVabtNHvKnH8+0BZPqfIfpkU2a8sx3V7cmthep8sfvK+",
-	"8+rtTxSvgvoVCdDfUXtUxvtnCAp4SAMu1R1flqMVY2/aBLwbS2FC7wThe1FDoZB765rTBWjmK6qfQI9n",
-	"SdKDKMGyZeM0lKAYmsQWRF6acxZqH/I+zV80CAt5kkEiJsUIZOfoiEGtroAo6FPKcyB8kzCuljo/HITk",
-	"GcpL5TCTIs4iW69TCspGkQQL5c2L8+/wpnLthzbwP5y6mYtWfx8qp76+vzL9s9wKOsfBZg78fCD94/qx",
-	"2f6/M6XzOcL7ME4FVoARGwzF2kEfKozkQ17Z6xeVbfkWhUxhzZnbUA8T+jVeyJJVUfaU5Y+naRtDzceY",
-	"UZ8N70E1utcGhNbYV7fU9KuLG+ZVYFgWU8anZ2Euh3UIzntrzPysKRQDeWGtjdhQjZSaW8Q0HXx15TTg",
-	"Z//q0/OvKm/ycXRdQeWyUVYVNL22Z4auUy/nuZ6T5lWplZdNfxSdOjXtB9Kple39d6dTP6vIBhXpUJPk",
-	"AVFlVsmh3/RJKDl7gEN5PGqeGqSpqh7n90iV4DW7+fyqJ+Fb8yHk19gPVkpM2Q9GIzr/ciHjCVWq9pog",
-	"pkI+ZOeUL7bhW/dKw97scYS92qmD5Yvt8zz1kxyC5+OLRYs7XU+V17ti2214yZMJvuYQ3YC612tfgkB5",
-	"yJ3rW7x53hVx5JeNK23r2y+YootNHvJhHdb63vq+6YTGlfUgmF/LNxwt2ajl711osPz3puVXHXioPxf4",
-	"rUHL/1FufD+3lv92vGr04NTLRB4un9UAuzJd3gq7cpP45RzoD1ik4MSiXwJ5q0CpXzFK6rPT/ctYFLYg",
-	"gsxbDnE/syMW0fWnTGzZwlX7RkIjpqSaOtzIvhCG42uJq8ecKFgIPS0RzSQyHXqL7jC64rgObBQ/K3w5",
-	"mJtp9U32WBUZl68YwdJ32NMK7CBt2aPSk4SqkNswtzwvX0TWZ5zICWRm4NDDqS45eBfOKxEkLt1vrL+n",
-	"iaL49sZr0ofPDLludW41vdRLIz1O6oee2orh/y8WEZZ7mhts7bD9wXyHhPDhl6FHeejVfqMkrn7HI0bs",
-	"hRx21wVJB1RSHrl7lio33Vx03CTW7DkD99o477MP3JFoDuZb7Aosh9062Hukyln6gG/pvKB9HGxlHxTL",
-	"prwT5HJ7RtcP1zN6FRaIR/a4mHhkbE6ZcTWF2qu9wX82UvOV6+++YZBCYYo7vE3dvdTmunV1k2IKsvQe",
-	"C3zDYj03NjlV6qYVGVMt2Q2iJz/Hh0X0kQJ3NzAOB1KMqR7RTCEI4BIhiWOiu6Xo6U9AikxTJx4MCfM3",
-	"cBBNeTSBEVNaDCUZK78Wq8NnIxFTv4BjRiQaua/uRKwBpbEPuc0XcvcalpInUiGSNuwLSEifJuj4KCvP",
-	"a1XfsoBytgHP8S9Pkwt5KkXfHsnFKUUpZWVi18o4lKscNYO+EPLMYlInIpMwFpxpYba2PSUrf1XIjCx7",
-	"4ZZgPnGWJoTV2dP7DXy18/wgPwbwtEbIUy00SeCbGnFzsKGfk7kd8t/A8R8Odm5sBF+zQmXIb7jpjWnu",
-	"y9ACwkLPP2fky9CzpmvoXcHqMhLhjkLQ8d2nIwfdmqEhUO6EmzaaO2aqPSFWHV27216mlBtdstIOCv2O",
-	"IvYPWy+e407zgV4SPF6NqKqCxRcO5WcQz7AZtpuyo5RGd5OH+YhLhnNz6QKemBVyxgeiG3IA1HTdAoE+",
-	"tdQzr4BpmqqRLWamDe8ma+aNvJG8gU9MWdaWUJdHnF8QBf2MJe7AIaZvYh6MXMyrNt0peYUYzHMZBFLG",
-	"hz6sBStlwANfGpnfYYQz46AvRI5hxqpJ3tBoDkdvjJfY0X5iShdHZaxfe5roJ8MlZlzMqGlYaFq2xZv4",
-	"In85we24QBZTrpme5P7MVI07LBTVsY+M45yHA3qLxuBikXEJcrB9yDHo2IatUoc+IDKwrKz/4KmrOQJQ",
-	"7CEjIrk8cy+5uLrjyWvXScCiHv8zZO2XgqzpyjkSfTpiPJ7JReR79ZPAr1XP8juZkk71069fn2B1JCot",
-	"O5I6A/7B2LplXDcvHMrPt4bemJxR47r18ijDSOu0u7SUiIgkI6F0dyPYCJ64cqPcc+YYGSAaMFyAcQ1V",
-	"D2y4YERjGMOKFntY6Bt7vvZVd2npjenuCsH7kpmVRMkyKtIt7kRBrz40r2nPmV9hAd8RKaRetCZ/hQy5",
-	"nBM2vpif8V3tBY/39otD891XPNvUiHdDdsc7jakge5S377yh/ETv4pzh8rDfwhxrl6xTRKhmz0OsaYsq",
-	"L+eaYL5Tr+xaghbtmRMtm3q1ehusu+XXo1u+W3jHGzZolHt7zjV4Unhm6KjZ02NctxW1eXVy9X8DAAD/",
-	"/w==",
+	"7L3NbhxJth/+KuefM4DIf2cVs/glsoheUBQ5TbdE6ZJU98woeVlRmVFV0cyKyI6IJFktENAsZuXFLLwz",
+	"jHt7YRiwF75e2MAABjxP4L23rfsA/QpGnIj8qkqSRZFSq8fSQiwWM+PjRMT5/J0Tb7xIjFPBKdfK677x",
+	"JFWp4IriL09IfEi/z6jS5rdIcE05fiRpmrCIaCb4UipFP6HjL75Tgpu/0UsyThNqPsZUE5Z4XU+PKEjb",
+	"EsSCKuBCw5joaATmT9sv9x8pUNGIjonne1RKIZXXfV1pYZwpDSNyToFoSChRGgSncM4U6ycUohGRJNJU",
+	"er43YDSJva63xMmYer7HuNf1+iKeeFcnvqc00ZnyuqtB4HuaaTNSM1HIZ+p7epKaL0lfZLrbTwg/8658",
+	"zw2v+8b7raQDr+v9Zqkk3ZL9q1p6aanhXV1d+V5MVSRZasjkdb3jChGYgjFJBkKOaQxCwoCwRME5SViM",
+	"VN0yFBoxPoQLoszs+JDGbTOMHcEHCYseYkXO6MQMRNJzcUZjr0qbzZI2RYcfhTCR603BBdN2d0iqRCYj",
+	"araIJprCgiZnlAOL/XzsZio+zockkpJ4AlKYR+NFpNmekH0Wx5Q/ANEikiRUQkKiM4XDU5FIKZCUnZ7R",
+	"iepeSKZpjZYrJS3LgXxQYroxMgVnXFxw6GfmtE3w1MUC9IgppMtXlMRUqmMhnhE5pFPU0fRSL6UJYXV6",
+	"eKsrnfywgG0B9syRU3AsBNiWqhNxE1VaMj68Zf0fKRjZQQG9jCiNYX0VvmZP2mAe+ur4+CUoKs+pBMLV",
+	"hXnMTAb6dCAkBcLNwmea+iEnCnDsYKbhA+ExRIlQ1C5aJDinkem/HXJDin2uqeQkuecOIRwyTi9TGmka",
+	"AzIyEFGUSVk7YGtV5pN3DUd2ZrvmrQ+3QbZrQzSMJ5N0C6lipwGcmmEwHiVZTBUwNz67Zw6E3hMZj+9J",
+	"KC5AZdHIsH5zbmsHZrWkzYHQYLv7YPQ4cCPJ2Yxv+LE5Kbls0QLKg480uObA3EcqGvlkDmxi2pWgR4Rb",
+	"7uJ2exTRVKsqmToVvpIfx12umZ7UzuFH4NnzjR0p94qTTI+EZD/Q++4gekkinUxQDdh2jeLbXXhCiaQS",
+	"wiwIViItzijHj9TxFiv0vs+YnJJ6nZKitYF+MCo+Z0oxPvRLZcCHjCPTLmWbkEAvUzNY6NuJ4ZTanu85",
+	"XmlG8O2337YMGSjXhopIqxt4sF2Lc8IS0k8eYiPHRJM+URRiFuPxsQwaDAdmY7oFkmo5ATUSUieTGi+s",
+	"bGTDAllEoTq2D7qHleswItwMGrcsVA8mFxf52MlA4/amwLNxn0oQA1A0Ejw2TDLkh+ap1rZ5ysqrkia5",
+	"zuuIYnQbxoFpBX3D3WBh++X+17t/ODp9+uT0eP/57otXx4vIk0NeSsaYkjhhnJZPH+7+w6vdo+PiFUiJ",
+	"UmYTMQ4XIxaNIDLd57ok00DUGY1DPhASNUulhaTxFhiOPwEih4IvsxhUYmihycTsuUxNtorzbGjFlP3I",
+	"h0CMHssnIS8FqjJfMqtwFAN9vv37050XBwdHXRA8mWBzI0oSPQKzwagCgvLbUAf3+UTwOOR6RMeL5gAY",
+	"pa7SX5X1MFrp0Ujz2rGorEnjiTDCbUhlcSRUlqZCaho/pzEjx/jQvc8GMki0YPqGitwsA+zYNlumjy5U",
+	"mzXNwcKr473WxuJN5lCfzryGK49vVgyhak+5PWRJVLeIOmtV/ldQApAU4N7+gGcxlyP2IFoq9aZn2IMF",
+	"0zIx28QcI5FpkHRIZGwEtdnuiwUN2t5VMTbcDdsp+5pOcBnjmJk2SfJSipRKzYzJOyCJog0Kk9NS2rCL",
+	"5wQJazXPXMYlF2RipIrOJFdVAeOjIptq6GVpbEySbd0z2mjIe2g5qF63qSVFDVcx+x+0ED6q8MhmRZSN",
+	"KddIEEjJkOLWlzSVIs4iqkKuRuLCjFYV9DHNWBVYj4Si7jXcQ+aQW7uzDdscSB8Jnw8NxpRwsyCchnzB",
+	"sKuYDkiW6MUtIOXTlZnZF3qRpO4beyLTCpHfeMVfb9swx2xMlSbj1Owx99aTyVHW/45Gej++7fXywen9",
+	"dvN7TyuPXvke5edMCm7Ifnufu7WHzdsou9UdJzsiarSdDAWyFZ6Nve5rL2fP3ok/LdB9j906Mrv57aAM",
+	"2+MxjV8pettr+5VHr3wvIcoYAMhNU6KNaeB1vX98vd36I2n9ELQ2T96sXv3WaxihefOVuvOy56/tp+a1",
+	"Mbl8RvlQj7zu6lpDJ2OqiRG7t3XxPH/uyvfQT3TL8wfmmSuzkemAXVoOP82/BkwqXbqilNEPrNyMJNWw",
+	"YD6j6ga2FTyRqzAWki76MEAxF4khZwpFHXIcc3aaqHx68mbNX1lvprSkaUIic1T277QrnMZ5xwVyb73v",
+	"uXSvH1LipGhlia2dPDM969vZk2J8t/lZrobsP0leDFCk3jhO+7wRko7ved3XJ1elyJyn6yP7rHnrveij",
+	"KSfzMJ7j/Lkr3ysY8h0WEpfCGUXd14afVEfsTklxACqMoMKsGpm0X+H3BelKFibwOTPqYqlmTlePpGen",
+	"PRiIJBEXRj+cAIFXr/afGlEfES44i0gC5o+yhSqvsaZycX1GJ6WIRWUfx6NCPiLKNXT+GBYUpdA7oBf5",
+	"OHoo5Sa2o3MqlRG5TDmD1ugfI4paK9BLprQ5tGd0EnKjwhC05ZQw1rC20thRIXdW4R9kllArgyUl0cjY",
+	"O1Zglu42M/WgsxmQTn+5Fa3Eq63HdG3Q2iCb/VYQdeJlujJYJWv9Oqcwb70OWpukNTh5s3HVKj6vzvG5",
+	"s9zMV2obenaRnJXaMzSKqWTnNO6iMpdbsobf9Qp52HMG+pfGxjKMrpBzkWbnZq+VnmnXdKPke0J0NNpB",
+	"4toBqkrQ4kY9r66VmEUyP5mm41vPdrW/vDsjfsjlvn29Y1jXmPH811JzlpJMZo4bdt50KJo6utu8fl2K",
+	"z+16TOWE3k+V+dC6Qilu5hEy78PppzYRDu76TRS/n/lj4yq5cWO5b9VDgowsZ25M+/hHtPLzYKJ7hEjJ",
+	"DNftWYXoazrptWFbGR7es0Pr+dNmUmmKoIOgMI40WkSWuVgCfDY0PhsaH9sGeA/V/JfXXfPD12zEXIxE",
+	"kpssbTjSRlVhzg3KdO4n7VNQI3HBgQwJ4zdZKcuB31neaCbGZzW6pkaXK/NgKvXTOi+qL/eepBTDo1ug",
+	"Sd8H9C0PqFPUkF2TIXV83/Ff1L/bcEgHmTIPWu5tTkavG3KhR1TCToAN7HQgElxLkVRsYh+e7j7z4dUX",
+	"y8Hyhvu56X5uv3v77/DDrv1ifd19sb5pmXvFMuwERr+qbrp/DMPLIGiZ/zfMf0/Mfzvmv13zZWcvDC8f",
+	"75mPm3thZrrH/zffvf0vrXdv/+u7P/2n1rs//eeT/79xp+5Oc+ZSP68w7dNUinhqnMsbqAYWv19zUk4q",
+	"h6bdbV0zDIyz2/jwXXVA6zh+M9um8xK/mRH7/+boxQGkAsO/wLgLg6KTdqG3ZBTWpQAxNr1FjJkSSIkk",
+	"Y6qpfGQtoHbTHBycwIkaxOX43vcZlRPLRUaFA79B/EyfLl64uf18jk3H4CsMNdyRZiV3ygcrzm4f0g2H",
+	"cb8uC8stFLFWNLVv1lcfcNs8rwjEZgJomTUofgPDIHAb2EmAGADRMBZKw1oAWqSthJ7TBErCWZ9WsLkO",
+	"/YmmypjI3NjdjCRMoZK2j+inM5qifx9VOevRjzSNFy2KR8gYIR6xi7SpHI0QF4ygOvq1YJravnfZGoqW",
+	"+/I7JXj7kFw8p0qRIcrwAyfv61N+wanlgmKAjNGCkG5GnBXMsDvL+EI+w/nMGcIuzJPmwAwlSUegqPms",
+	"hVSwUGeOi85xT0PeZzGTNspGEqDjPo1jxofKB3FOpWSxoz9TIiGG+gu38dXFdsi/HTFNQaUkorDwirNI",
+	"xPSRAvz69Mh8veg7eAjqES025EISJIKIqWURhbPzCVEsCvnzLNEsYXyYkQReJoSbtr8Igu2nZgzByuoe",
+	"/lzv7Jifnc7anv25HuDPx09W3c81P+SvvuhsBE9w0J2NYM/Own2xHORfrAf5tPCLlc46trG3G9g/7O3a",
+	"J/d29+zPve0AG9/b23NP7O1tWHK/+mJ5IwggFmhiRCKz0Si3+Da66w6k2c0XkmlNOW6XkCdMU0mqUq9w",
+	"BDHtIiToFyZjRJfs7jzfbi2vL9uFFmClKOVDxqmakXzLzrFwDWsoxeDcEq/yznJQvLNtPm4//d9/+T//",
+	"4ac///NPf/7xp3//9qd/+u8//dP/+OnHf9v66ce/vHv7tvXu7V9sy613b//l3Z/+ufXuT//y7se3//r2",
+	"7b/++T/+/Ne3rZ//+pef/+fffv5fP/78t//W+vlvfz15nwE2MrWqG2BWenFgMRCIEmYYTDQSCP0aoJji",
+	"FONjXWh0K1aciNYxGPKFw70d2FxbX+4WbkDO+uYAPPbhnEhGuIZOcHm52IZtyNGJZmOsBpsf3p/3uPhl",
+	"5ar1emOT9E9q39zm1svDsjNUxGmvrj0GF+h2ADHV9u6gX+Th6zkdaxUV52raZ2aUB6UJj2hjT6XAHpNL",
+	"NjYye21zEw+L/W21Ek4oAv9FzLuhRe3i/5XVq8S9b1MFtIuYY/PF8G5UVMooSH0lnrEzCr2KNt/z55FN",
+	"sFBV0BfbdU6yNi8nuZ9C/Uuxlw9gBhyiQ/o+zlhZLPBNh8Btg6urpi2CHoT7jOH9HEVDSSL6kkom4iML",
+	"eprdpl+JC0gEH1oXYIK4bDijNFVwIeQZ40NYyBXIlQBiMlGLbQjQerBYAuvyR0wDMZs6om7T2hO8vLa5",
+	"HLhta79pPNHze3OaKIyuk5o/LAd3S0qMnj4D9i6+OKeSDSaNfrOjwoEzFx+0g6iFFFam+KHvZZx9n1H3",
+	"Z6PDm36sl+COe+L9PKX3c1iyD+/ByRn4VKTKBQJ7qBCgKmY7KtzYlrea7bsFPRKPGS+f7WfMKME85D33",
+	"2ql9wmrJ+NnG+R857S3fR65bs2HMQ3PYtwX2tOrxaRIcNVf19GzdKJsCqOePcV7uEdUYJ91yGqmaKLPT",
+	"HhXUYrFCmB9JU0qkUZDxDSFRQyiFZj6AOdSeqK725G9WzNzWyZuOv36N6/e4skfK/u3OOSURut4+mHem",
+	"PBqNmtTKysqmtRymUhgQrrazBeckySzrY84wRojWgCSJeWZCiVQQBEHHGAmbm5ubyB+NrXlOEainhWnI",
+	"0H4g5Jhor+vFRNOWZmPaNOBX6N+8mygZM179tnNLtHFKLVd1JWYLeJYkIOlYnOPM201ePvOMRSlbN8VH",
+	"8/rVBGUjSaeH1uDtqvl8bvTw3DTPO27F8Xt5fA4tbshapzYQYDnMdes07YS5hhzzOmU+XHC1Scx/g7L6",
+	"PoqUtS730+ZIColjSVXhGHGmKLoBUknN+abo10ElaWH/5fmq0YP2X56vW+i3yzh5pAADLa41dKhZZWnq",
+	"sDTi4e4noc+uixI5SBtR1amUeTJG0XNCZGqQy2vr09u+Ab5mJeDRx46fm+meXLtTdkRc0wq/2X62/9Tz",
+	"vefbz/ZeHD7fNZ8PXhyf7r14dWA+H+5+8+Jr/Hb39y/3D/HT8e7B9sHx6fP9o+fbxztfmb8dfLN/+OLg",
+	"+W796/2Do1d7e/s7++b7o50XL3ePGrVKO7RDqjDAd7fd6+ZzE6kqM/+F4tNn9I4gxveJ/t4VqfHxQpAI",
+	"za74JvpCJJTwma1rn/Ptos7uYRv3zSTTkyPTi52sTSfazmxopImDFaosLPTyXI7tp8/3D06PX3y9e9DD",
+	"5AxSAOSBKZXlCJFSkWzn+aA4A+y0FFojrVObEcD4QOTZFsRaMFYi2MGkDGF0Y8K4JoxTqWbQFt6+6V/5",
+	"kDClle+ygJVfmJWEx4A2GqMqH7R1C45JNGKcKljY2YeUpTQxv/kh75PoLEvhO9FXPqREam7DYXQoEYRv",
+	"LNgnJDqjPM7nq5AJQu/li6NjWCIpa2G0zBqHvZAL7hJuSggNnVitsB3ykFvYojmrFubvMggqSTPRiEZn",
+	"ykUGmCrSAnI0jAp5b86kOMw/qK21f+Oihjw3Dy4wmaAA6LgQTSUpGlGQmAE2ouV0HpnBXbby3dvCZ3tt",
+	"sEAjmw+lBRCw5wUWKmxnERR1yzgmHNMYBE8mIcd1RElLdOOLuRGDD7o0rNVgFSPYA7sAeeYaojlxIeyQ",
+	"HOZhyM7NnK0Xv8jowpoEC6vBymK3go+wlpMPFkGAGUy4FYHgUM38RiKJLZ1Q5ceEch+4MTIFJKavRPAi",
+	"n5JpRZMBLJA8udtaqNymBk5CXiSwaSCQEE1d1uDEtskFp/YTiYtukcoWHUs0iEybbs1oFvHRkNtplIeE",
+	"uAi/JXAb9osJ24nmB6064bIDM2OzfZrmbEscYEac0Xbs0PM94VLlsEVzHtAVBSn6oowBGnKlGeqnJC6P",
+	"+MSmvLgRWQLaRBpn19a2ERflBoEFJYDpgqiIzbVDsBqy2VE+2GBcMgF0DEiRDZ3PwCajnVGF8QB0EhmT",
+	"Dg8tjUOOoBl77PPlJLndh/od6t/42sjY1lx1XcMOEesDJ1KiJV9QOg75xYgl1I3TMhaZcRudsrsVswAX",
+	"VoOOec3sWctu0EOPAI/edeltPVjIowE4qRr4b7p6RciR/wKSTQwGlGPynk2bYhx6NibQqzC7AiroUIJm",
+	"a/d+33J6eWv/ac8l73YdvLCepalwQZB2SMaQo5HcWd6Yysfobbf+CKT1AwStTWjDKXShZYGGmJ5po8+D",
+	"mvRCdug6tMyPGnER06ox/0hBIoYOQuMcRUVNCzelIubHXBg7YRHl1jB0gu75/rHne5lMnGBU3aUlYTYA",
+	"pqa3hRwuuZfUknm2jF54uTTzfM8Fqbyu12kH7cA8ZRohKfO63ko7aK84qAVqAYWAMr8MqZ7VBQ7ohZkH",
+	"5rfYSeepegT6ZtsgRgCdklt2EcZCOraBVV58S7veM8bP8oWskeXV4bPcTuL0UmOGGiz0JE2+DD3zTej1",
+	"zGbt2SAKQszpOUky9NYRe5TGAkWgayenvllbMpRGbCDP7P1utyqU37D4yiWpFRLKqGjeM6a0w5MjtRy0",
+	"xSZiYg5lDlpxa1eod/OmQ1btkOYm6wr3vO1Oad6m8VmYgxiAxdn7JVNxKPt2niQ6NZoigDXfMOq4veum",
+	"WMXGzdduRae+rtFGyNyDtV716czbbA3cel3DCRszXWuygG6uBZUoSKcWAenMRkAaljwl32d0CyKRonga",
+	"SDHGY1I/k+7spJKeM5EpPIfXbYcokwoLlZTDnR+mUPXnftHgwro68eu1qJaD4IZM7JkM7Ne1kIa3HCyv",
+	"t4JOq7N23Am6K0E3CP7YDK0svdXWRz9tYbxSNLa6UKbFGNlPTNNETMZYQmvGSG7CB1YsYW85WGkaWQnL",
+	"LtHYNmJyFwBBzftYwMxKZLVn2vDqqZkFrZaD485qN8hHVM3D9Dqby+2gvdzulNthZx9eOrOpxLd2ve/V",
+	"qdEqTy8vLy+90tJ+3RQzywP4ZQaQaloX++JpEJjeS6N6ys1fAe82Lz/mvhdbd66gnEugmE30mcrtmS30",
+	"YaSgSxAzGm9VoNYLFpjj2BDDsWZbJhNrtG1BTTQ6r6DTzlF4ohGj2jdXYrryvVV7rppmXZy/pUohOHyl",
+	"c/srtQIq+NLK7S+V9bHMGytzdDNdwurK99bmmVFR7wlfWJlrPkVFEnSnZOMxkROnKJS+BNQxROowegOW",
+	"oM7ge5oM823fypO9po1gPNzVUPOV76VCNWhkO4UFU1jphNu6HyWyTBKuCKIFfSBF0M6w+Elq7HYXBG2H",
+	"/BjV3TwGSjj0KWQ5o0upHDOFqKeK20GKhAJRig2RtSlshZZ6PFNlHhDaTLVU6EoK0KLV5ai0GQVNqlg1",
+	"B86zfi+q9BMRT+4iEt78Mpz8YXh2I5O9kZlewxjnLtbRmOFYdzs6xMGUnO7cbVE+i+m5xfQDStoyCaj2",
+	"Xmd5ZXVt/fHGZkD6UUwHwxH77iwZc5F+L5XOzi8uJz948wrqOcP995Dgd9vLef7jNeVnDBO9IEWedhsq",
+	"TAoj8pjw5FK+Y1clr8h/Shg/yy3oMs+yuZfvMlVATdoz3K5soG52vrH76rf5cWsbI/w3S8zGsYZUV5A/",
+	"DRE7x9317ExRZjWOI29xroGoquXkcrevo4QF0uWDme279vZdyCAr6LimbktRhESwMB9OL9DBU6CBjPh0",
+	"02kYW7WL+cf2iStbwebtbxSlYM0LnTm6qKplq521eSbSUIDrV6QLWkbjtlRZ2/Kuyp/FFZqmS0dV35gQ",
+	"mHR6o0ZIi5IXdT+Yb72xuONzL7vb4qg2ooOz1Bi7wAYhN19iLSub7bewGgQ+rAYr5r9NDBLYBwqWuWsd",
+	"5XSMKHirAg5scVgxCPlURKxncQ4uGmN9xugTd3wJFWrGC1cepgU1KYizJSDuoyZaXyh6+apy2QYCSzF8",
+	"wIYjnUyg+P791LHpblyIseznpYs5qgm/QVxencwtDa8vmPHw+t0D+mHm07VWWkEQBK3HJAhaG+ZTUP7r",
+	"zOhaxdpVlK3NwdfLN6zyjL7Vf/wPP7yPvmXeC2775wZzJ4XrJhIs31Ph+pSWc2VmOcuzU1nP4yAl156m",
+	"mdX8iq9cVFfzmsUzj926eK7nB1u81Y/t75rSm+9U32ZGxy6LMVV0T3+Wv1shcgfl+7Ni9f+MYpWlGNYN",
+	"gtLh5tJEfCBJ4kp3jxgfPpDW5Vj4tWrXNlzQJGm5mxyKmKOtU5MDvJeDwMUeMUbuCttEIqZOAzqjk0cq",
+	"5C69DiPxecKz9aChfzd/mykwktliCwRCLS0a03YX8l4BQ+z5iFjB04KWDWIynGbokAqSKjruJ1SZBh0c",
+	"YQaFE/I6DKcKY1VTuJBHqga9eaQWixEmSsCQ6voYu0WRtBJWg+5rNMiYbkNvCjeZV1BtAk/2cn0So1s5",
+	"u3Q0r3l9elMqcjvkOyJ2tYgdWMN6VJmyvKkLBdjTh2ICPkwNzw9508h8cJBQHxwi1IcGnCeiIoyBbHUq",
+	"v8S9YFkOBMoglsEBafL64BPUuYEOBujm5UU0PeQW8mbbgwr6DBW3rlXj883aQ1xrz+XKVkAnNqiPaCSs",
+	"B2tLXwMZijYc0tS5Eiob0mKGTNvon64WeK6sfl6lNuRIcmazx8Y2twFxWe4mCAIDegHEldxuMgOqiO77",
+	"GAAlrrsMdAWeg0O/j79sGtH8QRy2TXj2uRT6OwRW8Q1euQKi5ND5PQp4FQvunepe8BDKmtESeFzDSjuY",
+	"K+KUS+/RVA/b1eteAMsRO75iFAppFPXFhn5KHPZ0LwW4ttrHUIjYme3TLeWI74fxHTtk810cxTfbGB/A",
+	"BesohPvm6o470YHSr/G2nlMZs0h/6trbZ2WsSRkzjBpIJfejOOR31bnc9q0rXW9YfHUtGC13ohe3F/j5",
+	"hTUFP2jD/Dix4oKFHGwqMq2YgzEXGTiNUORcYq4Gq03S6HcVP/59oCyfQ2S/TIjsVxbjuj24tTB9ThY/",
+	"edt59fY3igupfkUM9HfUFux4/whBAQ9pwKW6Imo5WjH2plXAu20pDOidIHwvakgUcne/OVmAar6iegt6",
+	"PEuSHkQJpi0bo6EExdAktiDyUp2zUPuQ92l+3SEs5EEGiZgUw5CdoSMGtbwCoqBPKc+B8FY1dI8yhdfI",
+	"AOWxec38pZo+sGjB+64VB4Dtli/DgHGS+Lb+bW6ShZwpf6aa9QKBPNnDzn0R0GYrbm+yKJ1cZmxu2TiM",
+	"MZxD7oIkYzIBm8tgidCGw2oahSsdzrRrE1M4zihN7aF2EcsGWVTN9H44BM1TFBfKQUZFnEU2XamUE40c",
+	"GRbKhxfnZ3BN2eoPbd98OGk7F63+PiRufX1/ZeJ3uRV0joPNHPf6QOLX9WPBDn9nMvezg/thbCpMgCPW",
+	"F4ypkz5UNpIPeWKzXyT25UcUMoVixx2oh/F8GyNsyUpoW+r64ykajZ72YwQUzHo3oercbAMii+z9OTX1",
+	"wrlN8yQ4zAoq3fOzKJ/DOgLpvSVmXvAL2UCeV2wdVlQjpeZmMU3Vx66cBPxsXn565mXlOiVH1xUULhtl",
+	"UkXT3UkzdJ26Ien6nTSvSK3c+P1RZOrUtB9IplaO99+dTP0sIhtEpAONkgcE1VkhhybWJyHkbP2KskZt",
+	"HhmlqarWVHykSuyePXx+1ZLwrfoQ8mv0B8slpvQHIxGd2buQ8YQqVbNujR09ZOeUd4HUo8T9SVmHoLhm",
+	"Hosl5IUIitoDtgqBSzz/1t1O2ZutLNmrFZBkqrxBygb7t3Ico58/aMsqKE0mCnrWZOgVSfnmGezEGu1q",
+	"JC5UUY8Zr483KkF+a1435Maa7lVv0eshRZVTOi7yhBs0u+tUKjt7pIDyOOQLQk7VNfCBDUAJwalc9N21",
+	"wva6Xjue4iatNrzgCZLXTsneL1a4K+xNHBXHB0kkJfEkT+Ep/CGrwaZ1NFwwRRebHASHdVDze6s7TVVC",
+	"V9aDYH4lp6G8aaOSc+80k+W/NyVn1UHH+nNBHxuUnD/Kje/nVnK+Ha8aNWDqQpuHi2Y2gO5Ml7eC7twk",
+	"fjn/wQdMUXGsxy9h3FWY3K8YI/fZ5/DLKFQ2HYbMmwxzP60rFtH1NUa2bdqyvRXTsCmppkpb2UuJOF6N",
+	"XS1yo2Ah9LRELJvIdOgtulKERbEWbBQ/K9QZ3ExtJTJX30xPUkR7uSqGWPgA9rUCO0ib9Kr0JKEq5DbI",
+	"Ic/Ly/D6jBM5gcwMHHo41SUH7sN5JYLEpfcBqy/QRFG8QfSa4PFTQ65bbXtNL/XSSI+Teslbmy/+/8Ui",
+	"wmRf84DNHLd/ML9DQvjwy9CjPPRqf6Mkrv6OBWbsFznosguSDqikPHLPLFUeujnlvImt2SoT9zo473MO",
+	"XEE8B/IuTgUmQ2+/3H+kylliAIjABe3jYCvnoFg25Z3gLrcV2n64fqNXQaFYsMmFBCKjcsuMqynMptHZ",
+	"+0RRBEfOOqq+cv3d1wtUCExxhxv93cVK162rmxRTkKX3WOAbFuuZMUmoUjetyJhqyW5gPXkVJ4Y6u3sa",
+	"GIeXUoypHtFMIQTkEgGpY6K7JevpT0CKTFPHHgwJ81tgiKY8msCIKS2GkoyVX3NV4ruRiKlfgHEjEo3c",
+	"r64e2oDS2Idc5wu5uwqo3BOpEEkbDgQkpE8TZ6UQqyRUcv5lAeRtA94lUdYSDHkqRd8WZOOUIpeyPLFr",
+	"eRzyVY6SQV8IeWYRyRORSRgLzrSQ1noyg1fX8LLnbgnmY2dpQlh9e3q/ga92n73Mi0Ce1gh5qoUmCXxT",
+	"I24ONfVzMrdD/hs4/sPL3Rsbwat+qAz5DQ+9Mc19GVo4YOj554x8GXpWdQ29K1hdRiLckQm6fffp8EG3",
+	"ZqgIlCfhpoPmioy1J8SKo2tP24uUciNLVtpBId+Rxf5h+/kzPGk+0EuCxfWIqgpYvPQqr0A9s82w3ZQd",
+	"pTS6Gz/MR1xuODeXLmC9tJAzPhDdkAOgpOsW+QdTSz1zDVHTVA1vMTNtuB+veW/kjeQNfGLCsraEuixw",
+	"f0GUvS3BKjxM37R50HMxr9h0NRILNpiHcgikjA99WAtWSocHXlyaP2GYM+OgL0SOYMecWd7QaJ6M0Ogv",
+	"saP9xIQujspov7aW7CezS8y4mBHTsNC0bIs37Yv8aorbUaEsplwzPcntmakKB7BQ5EY/MoZz7g7oLfrO",
+	"+0aKVIuQo8+1DdulDH1PXGjjJSHVYjxThZbRWOnN+qLynJfZkJF1ThYGGzb2SIFN5FY+ejjxFDLedbV/",
+	"8rFwEfLcgVzQauYgXOBFjRqydMsoBxaJlAg+RPwR09cI/bJ6xAePT87hZmMP6ffJuba70OXqjtUFr+Pz",
+	"Rc2Jz7DMXwqWWT2dfTpiPJ4JOOUc6ZPAaFbrVZ5M8eB6hffXJ5gBjKLZjqS+Af9gNPrSe53zpryGO/TG",
+	"5IwaA7WX+1JGWqfdpaVERCQZCaW7G8FGsOVS6nL/AEf/B9GAThH03qi6+8a5XBqdNZa12IK4b2wN+avu",
+	"0tIb090VJqhIZlYSOcuoiKm5qplefWhe05kzf4UFvI1VSL1oDZsKGXJuLqwXNa9jX+0FS9iX1zy5X7F+",
+	"rxFihuxu7zTG+2y5et/ZfHnV+qKWdlnQulA62+XWKfxwszU/azKxupdzeTdfZTe7lqBFe6Zqa1OvVjsB",
+	"a1T6dR+e7xbe7Q3rGsttWmcAbRX2J5qjtkKS67aiHFydXP3fAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

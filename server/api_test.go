@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/internal/keytest"
 	"github.com/qs/apikeys/keys"
 )
@@ -443,6 +444,73 @@ func TestPaginationFollowsLinkHeaders(t *testing.T) {
 		u, err := url.Parse(strings.Trim(strings.TrimSuffix(r.Header.Get("Link"), `; rel="next"`), "<>"))
 		if err != nil || u.Query().Get("intendedUse") != "backup" || u.Query().Get("cursor") == "" {
 			t.Errorf("Link = %q", r.Header.Get("Link"))
+		}
+	})
+}
+
+// TestLifecycleIsVisible: the admin's subject answers like any other; a key in its rotation
+// grace says so (replacedById, expiresAt at the grace's end); a replacement keeps the old
+// expiry unless the rotation sets one, within the caller's rights; an expired key is not
+// brought back by a new expiry.
+func TestLifecycleIsVisible(t *testing.T) {
+	eachEngine(t, func(t *testing.T, e *env) {
+		r := e.do("GET", "/subjects/"+apikeys.AdminSubjectID, adminToken, nil)
+		if s := r.obj(t); r.Status != 200 || s["id"] != apikeys.AdminSubjectID || s["type"] != "admin" || s["tenantId"] != nil {
+			t.Errorf("GET /subjects/subject_admin: %d %s", r.Status, r.Body)
+		}
+		k := e.create(map[string]any{"name": "k", "expiresAt": e.clock.Now().Add(48 * time.Hour)})
+		if k["createdBySubjectId"] != apikeys.AdminSubjectID {
+			t.Fatalf("createdBySubjectId = %v", k["createdBySubjectId"])
+		}
+
+		// During the grace: replacedById and the grace's end as expiresAt; status active.
+		start := e.clock.Now()
+		r = e.do("POST", "/api-keys/"+k["id"].(string)+"/rotate", adminToken, map[string]any{"gracePeriodSeconds": 3600})
+		if r.Status != 201 {
+			t.Fatalf("rotate: %d %s", r.Status, r.Body)
+		}
+		repl := r.obj(t)
+		if repl["expiresAt"] != k["expiresAt"] {
+			t.Errorf("the replacement's expiresAt %v, want the old key's %v", repl["expiresAt"], k["expiresAt"])
+		}
+		old := e.do("GET", "/api-keys/"+k["id"].(string), adminToken, nil).obj(t)
+		graceEnd, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(old["expiresAt"]))
+		if old["status"] != "active" || old["replacedById"] != repl["id"] || !graceEnd.Equal(start.Add(time.Hour)) {
+			t.Errorf("the old key in its grace: %v; want active, replacedById %v, expiresAt %v", old, repl["id"], start.Add(time.Hour))
+		}
+
+		// The rotation sets the replacement's expiry; a key may not give one past its own.
+		later := e.clock.Now().Add(24 * time.Hour).Truncate(time.Second)
+		k2 := e.create(map[string]any{"name": "k2"})
+		r = e.do("POST", "/api-keys/"+k2["id"].(string)+"/rotate", adminToken, map[string]any{"expiresAt": later})
+		if got, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(r.obj(t)["expiresAt"])); r.Status != 201 || !got.Equal(later) {
+			t.Errorf("rotate with expiresAt: %d %s, want expiresAt %v", r.Status, r.Body, later)
+		}
+		bearer := e.create(map[string]any{"name": "b", "scopes": []string{"api_keys:write", "api_keys:read"}, "expiresAt": e.clock.Now().Add(time.Hour)})
+		k3 := e.create(map[string]any{"name": "k3"})
+		if r := e.do("POST", "/api-keys/"+k3["id"].(string)+"/rotate", bearer["secretKey"].(string), map[string]any{"expiresAt": later}); r.Status != 403 {
+			t.Errorf("a key living an hour rotating to an expiry a day away: %d %s, want 403", r.Status, r.Body)
+		}
+
+		// An expired key stays expired: a new expiry (or none) is refused, other fields change.
+		x := e.create(map[string]any{"name": "x", "expiresAt": e.clock.Now().Add(time.Minute)})
+		e.clock.Advance(2 * time.Minute)
+		path := "/api-keys/" + x["id"].(string)
+		before := e.do("GET", path, adminToken, nil).Body
+		for _, exp := range []any{nil, e.clock.Now().Add(time.Hour)} {
+			r := e.do("PATCH", path, adminToken, map[string]any{"expiresAt": exp})
+			if r.Status != 409 || !strings.Contains(string(r.Body), "expired") {
+				t.Errorf("PATCH expiresAt %v of an expired key: %d %s, want 409", exp, r.Status, r.Body)
+			}
+		}
+		if after := e.do("GET", path, adminToken, nil).Body; string(after) != string(before) {
+			t.Errorf("a refused renewal changed the key:\n%s\n%s", before, after)
+		}
+		if v := e.verify(map[string]any{"key": x["secretKey"]}); v["code"] != "EXPIRED" {
+			t.Errorf("the expired key verifies %v", v)
+		}
+		if r := e.do("PATCH", path, adminToken, map[string]any{"name": "x, retired"}); r.Status != 200 || r.obj(t)["status"] != "expired" {
+			t.Errorf("renaming an expired key: %d %s", r.Status, r.Body)
 		}
 	})
 }

@@ -306,7 +306,7 @@ type KeyUpdate struct {
 
 // UpdateKey changes the fields set in u. A caller cannot grant scopes or a lifetime it lacks,
 // change a key holding scopes it lacks, change its own expiry, or (replaced) change its
-// replacement; a revoked key cannot change, nor the expiry of a rotated one.
+// replacement; a revoked key cannot change, nor the expiry of a rotated or an expired one.
 // EINVALID, EFORBIDDEN, ENOTFOUND, ECONFLICT.
 func (s *Service) UpdateKey(ctx context.Context, p *apikeys.Principal, id string, u KeyUpdate) (apikeys.Key, error) {
 	if err := authorize(p, OpUpdateKey); err != nil {
@@ -347,6 +347,11 @@ func (s *Service) UpdateKey(ctx context.Context, p *apikeys.Principal, id string
 		}
 		if u.ExpiresAt.Set && k.ReplacedByID != "" {
 			return apikeys.Errorf(apikeys.ECONFLICT, "this key has been rotated; its expiry is the end of its grace period")
+		}
+		// Expiry is final, as revocation is: a new expiry (or none) would bring back to life
+		// a credential every holder was told had ended, and that may since have leaked.
+		if u.ExpiresAt.Set && k.StatusAt(now) == apikeys.StatusExpired {
+			return apikeys.Errorf(apikeys.ECONFLICT, "an expired key cannot be renewed; create a new key")
 		}
 		if u.Name.Set {
 			k.Name = u.Name.Value

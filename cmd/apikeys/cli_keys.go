@@ -508,6 +508,12 @@ printed once, on standard output only, and cannot be shown again: store it at on
 		if err := check(res, err); err != nil {
 			return err
 		}
+		if body.GracePeriodSeconds != nil && *body.GracePeriodSeconds > 0 {
+			fmt.Fprintf(c.stderr, "The old key %s keeps working for %s, then expires (apikeys keys get shows its replacedById and expiresAt).\n",
+				id, time.Duration(grace))
+		} else {
+			fmt.Fprintf(c.stderr, "The old key %s is revoked.\n", id)
+		}
 		return c.writeCreated(res.Body, res.JSON201.SecretKey)
 	})
 	return cmd

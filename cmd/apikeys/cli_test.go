@@ -264,6 +264,9 @@ func TestCLIKeys(t *testing.T) {
 	if !strings.Contains(r.stderr, "cannot be shown again") {
 		t.Errorf("rotate gives no warning: %q", r.stderr)
 	}
+	if !strings.Contains(r.stderr, "The old key "+id+" keeps working for 1h0m0s, then expires") {
+		t.Errorf("rotate does not say how long the old key keeps working: %q", r.stderr)
+	}
 	h.ok(newSecret, "keys", "verify")
 	h.ok(secret, "keys", "verify")
 	if got := decode[keyJSON](t, h.ok("", "keys", "get", id, "-o", "json")); got.ExpiresAt == nil || got.ExpiresAt.Before(time.Now().Add(59*time.Minute)) {
