@@ -75,7 +75,7 @@ SPECLINT := tools/speclint
 lint-spec: $(SPECLINT)/node_modules/.package-lock.json
 	cd $(SPECLINT) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npm run --silent lint
 $(SPECLINT)/node_modules/.package-lock.json: $(SPECLINT)/package.json $(SPECLINT)/package-lock.json
-	@command -v npm >/dev/null || { echo 'lint: npm is needed (Node.js 20 or later)'; exit 1; }
+	@command -v npm >/dev/null || { echo 'lint: npm is needed (Node.js 20.19 or later; 22.12 or later recommended, as Redocly asks)'; exit 1; }
 	cd $(SPECLINT) && npm ci --no-audit --no-fund --ignore-scripts
 
 ## bench: benchmarks (figures are ratios against a baseline measured in the same run): the Go

@@ -178,3 +178,9 @@ func (s *Server) docsAsset(c echo.Context) error {
 	a.files.ServeHTTP(c.Response(), r)
 	return nil
 }
+
+// docsPageRoute serves the page outside the strict server, for the addresses the spec does
+// not name (/docs/, HEAD).
+func docsPageRoute(c echo.Context) error {
+	return docsPage(loadDocsAssets().page).VisitGetDocsResponse(c.Response())
+}

@@ -91,6 +91,30 @@ func TestDocsHTTP(t *testing.T) {
 	}
 
 	page := e.do("GET", "/docs", "", nil)
+
+	// /docs/ and HEAD answer as GET /docs does (HEAD without the body). They are no
+	// operation of the spec, so they are read without the spec's check.
+	for _, tt := range []struct{ method, path string }{{"GET", "/docs/"}, {"HEAD", "/docs"}, {"HEAD", "/docs/"}} {
+		res, err := e.http.Client().Do(mustRequest(t, tt.method, e.http.URL+tt.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		want := string(page.Body)
+		if tt.method == "HEAD" {
+			want = ""
+		}
+		if res.StatusCode != 200 || string(body) != want {
+			t.Errorf("%s %s: %d with %d bytes, want 200 with %d", tt.method, tt.path, res.StatusCode, len(body), len(want))
+		}
+		for _, h := range []string{"Content-Type", "Content-Security-Policy", "Cache-Control", "X-Content-Type-Options"} {
+			if got := res.Header.Get(h); got != page.Header.Get(h) {
+				t.Errorf("%s %s: %s %q, want %q as GET /docs", tt.method, tt.path, h, got, page.Header.Get(h))
+			}
+		}
+	}
+
 	assets := assetURL.FindAllStringSubmatch(string(page.Body), -1)
 	if len(assets) < 4 { // a stylesheet, icons, Swagger UI and the script that starts it
 		t.Fatalf("the page names %d assets: %s", len(assets), page.Body)
@@ -134,7 +158,7 @@ func TestDocsHTTP(t *testing.T) {
 	if again := fetch(t, bundle, "If-None-Match", etag); etag == "" || again.Status != http.StatusNotModified {
 		t.Errorf("revalidation by ETag %q: %d, want 304", etag, again.Status)
 	}
-	for _, path := range []string{"/docs/", "/docs/" + version, "/docs/" + version + "/", "/docs/" + version + "/nope.js",
+	for _, path := range []string{"/docs/" + version, "/docs/" + version + "/", "/docs/" + version + "/nope.js",
 		"/docs/" + version + "/a/swagger-ui.css", "/docs/" + version + "/%2e%2e/openapi.yaml", "/docs/" + version + "/oauth2-redirect.html"} {
 		if r := e.do("GET", path, "", nil); r.Status != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", path, r.Status)
@@ -468,4 +492,13 @@ func compactPNG(b []byte) ([]byte, error) {
 	var out bytes.Buffer
 	err = (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&out, paletted)
 	return out.Bytes(), err
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
