@@ -956,6 +956,14 @@ type ClientInterface interface {
 	// Corresponds with GET /docs (the `GetDocs` operationId).
 	GetDocs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// HeadDocs The reference page's headers, without the page
+	//
+	// Answers as `GET /docs` does, without the body (so a link checker or a probe can ask
+	// for it cheaply). `/docs/`, with a trailing slash, answers as `/docs` to both methods.
+	//
+	// Corresponds with HEAD /docs (the `HeadDocs` operationId).
+	HeadDocs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Healthz Liveness
 	//
 	// Answers 200 while the process runs, whatever the database does.
@@ -1328,6 +1336,24 @@ func (c *Client) RotateApiKey(ctx context.Context, id ApiKeyId, body RotateApiKe
 // Corresponds with GET /docs (the `GetDocs` operationId).
 func (c *Client) GetDocs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetDocsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// HeadDocs The reference page's headers, without the page
+//
+// Answers as `GET /docs` does, without the body (so a link checker or a probe can ask
+// for it cheaply). `/docs/`, with a trailing slash, answers as `/docs` to both methods.
+//
+// Corresponds with HEAD /docs (the `HeadDocs` operationId).
+func (c *Client) HeadDocs(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewHeadDocsRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1891,6 +1917,33 @@ func NewGetDocsRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewHeadDocsRequest constructs an http.Request for the HeadDocs method
+func NewHeadDocsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/docs")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodHead, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewHealthzRequest constructs an http.Request for the Healthz method
 func NewHealthzRequest(server string) (*http.Request, error) {
 	var err error
@@ -2270,6 +2323,16 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /docs (the `GetDocs` operationId).
 	GetDocsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetDocsResponse, error)
+
+	// HeadDocsWithResponse The reference page's headers, without the page
+	//
+	// Answers as `GET /docs` does, without the body (so a link checker or a probe can ask
+	// for it cheaply). `/docs/`, with a trailing slash, answers as `/docs` to both methods.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with HEAD /docs (the `HeadDocs` operationId).
+	HeadDocsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadDocsResponse, error)
 
 	// HealthzWithResponse Liveness
 	//
@@ -3240,6 +3303,54 @@ func (r GetDocsResponse) ContentType() string {
 	return ""
 }
 
+// HeadDocsResponse503Headers the declared response headers of an HTTP 503 response for HeadDocs
+type HeadDocsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type HeadDocsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *HeadDocsResponse503Headers
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r HeadDocsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r HeadDocsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r HeadDocsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r HeadDocsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r HeadDocsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type HealthzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3818,6 +3929,22 @@ func (c *ClientWithResponses) GetDocsWithResponse(ctx context.Context, reqEditor
 		return nil, err
 	}
 	return ParseGetDocsResponse(rsp)
+}
+
+// HeadDocsWithResponse The reference page's headers, without the page
+//
+// Answers as `GET /docs` does, without the body (so a link checker or a probe can ask
+// for it cheaply). `/docs/`, with a trailing slash, answers as `/docs` to both methods.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with HEAD /docs (the `HeadDocs` operationId).
+func (c *ClientWithResponses) HeadDocsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HeadDocsResponse, error) {
+	rsp, err := c.HeadDocs(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeadDocsResponse(rsp)
 }
 
 // HealthzWithResponse Liveness
@@ -4764,6 +4891,45 @@ func ParseGetDocsResponse(rsp *http.Response) (*GetDocsResponse, error) {
 	return response, nil
 }
 
+// ParseHeadDocsResponse parses an HTTP response from a HeadDocsWithResponse call
+func ParseHeadDocsResponse(rsp *http.Response) (*HeadDocsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &HeadDocsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers HeadDocsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseHealthzResponse parses an HTTP response from a HealthzWithResponse call
 func ParseHealthzResponse(rsp *http.Response) (*HealthzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -5041,6 +5207,9 @@ type ServerInterface interface {
 	// GetDocs This API's reference, as a web page
 	// (GET /docs)
 	GetDocs(ctx echo.Context) error
+	// HeadDocs The reference page's headers, without the page
+	// (HEAD /docs)
+	HeadDocs(ctx echo.Context) error
 	// Healthz Liveness
 	// (GET /healthz)
 	Healthz(ctx echo.Context) error
@@ -5230,6 +5399,15 @@ func (w *ServerInterfaceWrapper) GetDocs(ctx echo.Context) error {
 	return err
 }
 
+// HeadDocs converts echo context to params.
+func (w *ServerInterfaceWrapper) HeadDocs(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.HeadDocs(ctx)
+	return err
+}
+
 // Healthz converts echo context to params.
 func (w *ServerInterfaceWrapper) Healthz(ctx echo.Context) error {
 	var err error
@@ -5342,6 +5520,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.GetOpenApiSpec, options.OperationMiddlewares["getOpenApiSpec"]...)
 	router.GET(options.BaseURL+"/docs", wrapper.GetDocs, options.OperationMiddlewares["getDocs"]...)
+	router.HEAD(options.BaseURL+"/docs", wrapper.HeadDocs, options.OperationMiddlewares["headDocs"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.GetMetrics, options.OperationMiddlewares["getMetrics"]...)
 
 }
@@ -6722,6 +6901,63 @@ func (response GetDocs503ApplicationProblemPlusJSONResponse) VisitGetDocsRespons
 	return err
 }
 
+type HeadDocsRequestObject struct {
+}
+
+type HeadDocsResponseObject interface {
+	VisitHeadDocsResponse(w http.ResponseWriter) error
+}
+
+type HeadDocs200TexthtmlResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response HeadDocs200TexthtmlResponse) VisitHeadDocsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type HeadDocs431TextResponse HeadersTooLargeTextResponse
+
+func (response HeadDocs431TextResponse) VisitHeadDocsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(431)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type HeadDocs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response HeadDocs503ApplicationProblemPlusJSONResponse) VisitHeadDocsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type HealthzRequestObject struct {
 }
 
@@ -7074,6 +7310,9 @@ type StrictServerInterface interface {
 	// GetDocs This API's reference, as a web page
 	// (GET /docs)
 	GetDocs(ctx context.Context, request GetDocsRequestObject) (GetDocsResponseObject, error)
+	// HeadDocs The reference page's headers, without the page
+	// (HEAD /docs)
+	HeadDocs(ctx context.Context, request HeadDocsRequestObject) (HeadDocsResponseObject, error)
 	// Healthz Liveness
 	// (GET /healthz)
 	Healthz(ctx context.Context, request HealthzRequestObject) (HealthzResponseObject, error)
@@ -7464,6 +7703,29 @@ func (sh *strictHandler) GetDocs(ctx echo.Context) error {
 	return nil
 }
 
+// HeadDocs operation middleware
+func (sh *strictHandler) HeadDocs(ctx echo.Context) error {
+	var request HeadDocsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.HeadDocs(ctx.Request().Context(), request.(HeadDocsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "HeadDocs")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(HeadDocsResponseObject); ok {
+		return validResponse.VisitHeadDocsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Healthz operation middleware
 func (sh *strictHandler) Healthz(ctx echo.Context) error {
 	var request HealthzRequestObject
@@ -7586,158 +7848,160 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3NbhxJth/+KuefM4DIf2cVs/glsoheUBQ5TbdE6ZJU98woeVlRmVFV0cyKyI6IJFktENAsZuXFLLwz",
-	"jHt7YRiwF75e2MAABjxP4L23rfsA/QpGnIj8qkqSRZFSq8fSQiwWM+PjRMT5/J0Tb7xIjFPBKdfK677x",
-	"JFWp4IriL09IfEi/z6jS5rdIcE05fiRpmrCIaCb4UipFP6HjL75Tgpu/0UsyThNqPsZUE5Z4XU+PKEjb",
-	"EsSCKuBCw5joaATmT9sv9x8pUNGIjonne1RKIZXXfV1pYZwpDSNyToFoSChRGgSncM4U6ycUohGRJNJU",
-	"er43YDSJva63xMmYer7HuNf1+iKeeFcnvqc00ZnyuqtB4HuaaTNSM1HIZ+p7epKaL0lfZLrbTwg/8658",
-	"zw2v+8b7raQDr+v9Zqkk3ZL9q1p6aanhXV1d+V5MVSRZasjkdb3jChGYgjFJBkKOaQxCwoCwRME5SViM",
-	"VN0yFBoxPoQLoszs+JDGbTOMHcEHCYseYkXO6MQMRNJzcUZjr0qbzZI2RYcfhTCR603BBdN2d0iqRCYj",
-	"araIJprCgiZnlAOL/XzsZio+zockkpJ4AlKYR+NFpNmekH0Wx5Q/ANEikiRUQkKiM4XDU5FIKZCUnZ7R",
-	"iepeSKZpjZYrJS3LgXxQYroxMgVnXFxw6GfmtE3w1MUC9IgppMtXlMRUqmMhnhE5pFPU0fRSL6UJYXV6",
-	"eKsrnfywgG0B9syRU3AsBNiWqhNxE1VaMj68Zf0fKRjZQQG9jCiNYX0VvmZP2mAe+ur4+CUoKs+pBMLV",
-	"hXnMTAb6dCAkBcLNwmea+iEnCnDsYKbhA+ExRIlQ1C5aJDinkem/HXJDin2uqeQkuecOIRwyTi9TGmka",
-	"AzIyEFGUSVk7YGtV5pN3DUd2ZrvmrQ+3QbZrQzSMJ5N0C6lipwGcmmEwHiVZTBUwNz67Zw6E3hMZj+9J",
-	"KC5AZdHIsH5zbmsHZrWkzYHQYLv7YPQ4cCPJ2Yxv+LE5Kbls0QLKg480uObA3EcqGvlkDmxi2pWgR4Rb",
-	"7uJ2exTRVKsqmToVvpIfx12umZ7UzuFH4NnzjR0p94qTTI+EZD/Q++4gekkinUxQDdh2jeLbXXhCiaQS",
-	"wiwIViItzijHj9TxFiv0vs+YnJJ6nZKitYF+MCo+Z0oxPvRLZcCHjCPTLmWbkEAvUzNY6NuJ4ZTanu85",
-	"XmlG8O2337YMGSjXhopIqxt4sF2Lc8IS0k8eYiPHRJM+URRiFuPxsQwaDAdmY7oFkmo5ATUSUieTGi+s",
-	"bGTDAllEoTq2D7qHleswItwMGrcsVA8mFxf52MlA4/amwLNxn0oQA1A0Ejw2TDLkh+ap1rZ5ysqrkia5",
-	"zuuIYnQbxoFpBX3D3WBh++X+17t/ODp9+uT0eP/57otXx4vIk0NeSsaYkjhhnJZPH+7+w6vdo+PiFUiJ",
-	"UmYTMQ4XIxaNIDLd57ok00DUGY1DPhASNUulhaTxFhiOPwEih4IvsxhUYmihycTsuUxNtorzbGjFlP3I",
-	"h0CMHssnIS8FqjJfMqtwFAN9vv37050XBwdHXRA8mWBzI0oSPQKzwagCgvLbUAf3+UTwOOR6RMeL5gAY",
-	"pa7SX5X1MFrp0Ujz2rGorEnjiTDCbUhlcSRUlqZCaho/pzEjx/jQvc8GMki0YPqGitwsA+zYNlumjy5U",
-	"mzXNwcKr473WxuJN5lCfzryGK49vVgyhak+5PWRJVLeIOmtV/ldQApAU4N7+gGcxlyP2IFoq9aZn2IMF",
-	"0zIx28QcI5FpkHRIZGwEtdnuiwUN2t5VMTbcDdsp+5pOcBnjmJk2SfJSipRKzYzJOyCJog0Kk9NS2rCL",
-	"5wQJazXPXMYlF2RipIrOJFdVAeOjIptq6GVpbEySbd0z2mjIe2g5qF63qSVFDVcx+x+0ED6q8MhmRZSN",
-	"KddIEEjJkOLWlzSVIs4iqkKuRuLCjFYV9DHNWBVYj4Si7jXcQ+aQW7uzDdscSB8Jnw8NxpRwsyCchnzB",
-	"sKuYDkiW6MUtIOXTlZnZF3qRpO4beyLTCpHfeMVfb9swx2xMlSbj1Owx99aTyVHW/45Gej++7fXywen9",
-	"dvN7TyuPXvke5edMCm7Ifnufu7WHzdsou9UdJzsiarSdDAWyFZ6Nve5rL2fP3ok/LdB9j906Mrv57aAM",
-	"2+MxjV8pettr+5VHr3wvIcoYAMhNU6KNaeB1vX98vd36I2n9ELQ2T96sXv3WaxihefOVuvOy56/tp+a1",
-	"Mbl8RvlQj7zu6lpDJ2OqiRG7t3XxPH/uyvfQT3TL8wfmmSuzkemAXVoOP82/BkwqXbqilNEPrNyMJNWw",
-	"YD6j6ga2FTyRqzAWki76MEAxF4khZwpFHXIcc3aaqHx68mbNX1lvprSkaUIic1T277QrnMZ5xwVyb73v",
-	"uXSvH1LipGhlia2dPDM969vZk2J8t/lZrobsP0leDFCk3jhO+7wRko7ved3XJ1elyJyn6yP7rHnrveij",
-	"KSfzMJ7j/Lkr3ysY8h0WEpfCGUXd14afVEfsTklxACqMoMKsGpm0X+H3BelKFibwOTPqYqlmTlePpGen",
-	"PRiIJBEXRj+cAIFXr/afGlEfES44i0gC5o+yhSqvsaZycX1GJ6WIRWUfx6NCPiLKNXT+GBYUpdA7oBf5",
-	"OHoo5Sa2o3MqlRG5TDmD1ugfI4paK9BLprQ5tGd0EnKjwhC05ZQw1rC20thRIXdW4R9kllArgyUl0cjY",
-	"O1Zglu42M/WgsxmQTn+5Fa3Eq63HdG3Q2iCb/VYQdeJlujJYJWv9Oqcwb70OWpukNTh5s3HVKj6vzvG5",
-	"s9zMV2obenaRnJXaMzSKqWTnNO6iMpdbsobf9Qp52HMG+pfGxjKMrpBzkWbnZq+VnmnXdKPke0J0NNpB",
-	"4toBqkrQ4kY9r66VmEUyP5mm41vPdrW/vDsjfsjlvn29Y1jXmPH811JzlpJMZo4bdt50KJo6utu8fl2K",
-	"z+16TOWE3k+V+dC6Qilu5hEy78PppzYRDu76TRS/n/lj4yq5cWO5b9VDgowsZ25M+/hHtPLzYKJ7hEjJ",
-	"DNftWYXoazrptWFbGR7es0Pr+dNmUmmKoIOgMI40WkSWuVgCfDY0PhsaH9sGeA/V/JfXXfPD12zEXIxE",
-	"kpssbTjSRlVhzg3KdO4n7VNQI3HBgQwJ4zdZKcuB31neaCbGZzW6pkaXK/NgKvXTOi+qL/eepBTDo1ug",
-	"Sd8H9C0PqFPUkF2TIXV83/Ff1L/bcEgHmTIPWu5tTkavG3KhR1TCToAN7HQgElxLkVRsYh+e7j7z4dUX",
-	"y8Hyhvu56X5uv3v77/DDrv1ifd19sb5pmXvFMuwERr+qbrp/DMPLIGiZ/zfMf0/Mfzvmv13zZWcvDC8f",
-	"75mPm3thZrrH/zffvf0vrXdv/+u7P/2n1rs//eeT/79xp+5Oc+ZSP68w7dNUinhqnMsbqAYWv19zUk4q",
-	"h6bdbV0zDIyz2/jwXXVA6zh+M9um8xK/mRH7/+boxQGkAsO/wLgLg6KTdqG3ZBTWpQAxNr1FjJkSSIkk",
-	"Y6qpfGQtoHbTHBycwIkaxOX43vcZlRPLRUaFA79B/EyfLl64uf18jk3H4CsMNdyRZiV3ygcrzm4f0g2H",
-	"cb8uC8stFLFWNLVv1lcfcNs8rwjEZgJomTUofgPDIHAb2EmAGADRMBZKw1oAWqSthJ7TBErCWZ9WsLkO",
-	"/YmmypjI3NjdjCRMoZK2j+inM5qifx9VOevRjzSNFy2KR8gYIR6xi7SpHI0QF4ygOvq1YJravnfZGoqW",
-	"+/I7JXj7kFw8p0qRIcrwAyfv61N+wanlgmKAjNGCkG5GnBXMsDvL+EI+w/nMGcIuzJPmwAwlSUegqPms",
-	"hVSwUGeOi85xT0PeZzGTNspGEqDjPo1jxofKB3FOpWSxoz9TIiGG+gu38dXFdsi/HTFNQaUkorDwirNI",
-	"xPSRAvz69Mh8veg7eAjqES025EISJIKIqWURhbPzCVEsCvnzLNEsYXyYkQReJoSbtr8Igu2nZgzByuoe",
-	"/lzv7Jifnc7anv25HuDPx09W3c81P+SvvuhsBE9w0J2NYM/Own2xHORfrAf5tPCLlc46trG3G9g/7O3a",
-	"J/d29+zPve0AG9/b23NP7O1tWHK/+mJ5IwggFmhiRCKz0Si3+Da66w6k2c0XkmlNOW6XkCdMU0mqUq9w",
-	"BDHtIiToFyZjRJfs7jzfbi2vL9uFFmClKOVDxqmakXzLzrFwDWsoxeDcEq/yznJQvLNtPm4//d9/+T//",
-	"4ac///NPf/7xp3//9qd/+u8//dP/+OnHf9v66ce/vHv7tvXu7V9sy613b//l3Z/+ufXuT//y7se3//r2",
-	"7b/++T/+/Ne3rZ//+pef/+fffv5fP/78t//W+vlvfz15nwE2MrWqG2BWenFgMRCIEmYYTDQSCP0aoJji",
-	"FONjXWh0K1aciNYxGPKFw70d2FxbX+4WbkDO+uYAPPbhnEhGuIZOcHm52IZtyNGJZmOsBpsf3p/3uPhl",
-	"5ar1emOT9E9q39zm1svDsjNUxGmvrj0GF+h2ADHV9u6gX+Th6zkdaxUV52raZ2aUB6UJj2hjT6XAHpNL",
-	"NjYye21zEw+L/W21Ek4oAv9FzLuhRe3i/5XVq8S9b1MFtIuYY/PF8G5UVMooSH0lnrEzCr2KNt/z55FN",
-	"sFBV0BfbdU6yNi8nuZ9C/Uuxlw9gBhyiQ/o+zlhZLPBNh8Btg6urpi2CHoT7jOH9HEVDSSL6kkom4iML",
-	"eprdpl+JC0gEH1oXYIK4bDijNFVwIeQZ40NYyBXIlQBiMlGLbQjQerBYAuvyR0wDMZs6om7T2hO8vLa5",
-	"HLhta79pPNHze3OaKIyuk5o/LAd3S0qMnj4D9i6+OKeSDSaNfrOjwoEzFx+0g6iFFFam+KHvZZx9n1H3",
-	"Z6PDm36sl+COe+L9PKX3c1iyD+/ByRn4VKTKBQJ7qBCgKmY7KtzYlrea7bsFPRKPGS+f7WfMKME85D33",
-	"2ql9wmrJ+NnG+R857S3fR65bs2HMQ3PYtwX2tOrxaRIcNVf19GzdKJsCqOePcV7uEdUYJ91yGqmaKLPT",
-	"HhXUYrFCmB9JU0qkUZDxDSFRQyiFZj6AOdSeqK725G9WzNzWyZuOv36N6/e4skfK/u3OOSURut4+mHem",
+	"7L1LbxxJth/+Vc4/ZwCR/84qZvElsohZUBQ5TbdE6ZLU9MwoeVlRmVFV0cyKyI6IJFktENAsZuXFLLwz",
+	"jHt7YRiwF75e2MAABjyfwHtvW/cD9Fcw4kTkqypJFh/qVo+lhVgsZsbzxHn+zol3XiTGqeCUa+V133mS",
+	"qlRwRfGXZyQ+pN9mVGnzWyS4phw/kjRNWEQ0E3wplaKf0PEX3yjBzd/oJRmnCTUfY6oJS7yup0cUpG0J",
+	"YkEVcKFhTHQ0AvOn7df7TxSoaETHxPM9KqWQyuu+rbQwzpSGETmnQDQklCgNglM4Z4r1EwrRiEgSaSo9",
+	"3xswmsRe11viZEw932Pc63p9EU+8qxPfU5roTHnd1SDwPc20GamZKOQz9T09Sc2XpC8y3e0nhJ95V77n",
+	"htd95/1a0oHX9X61VC7dkv2rWnptV8O7urryvZiqSLLULJPX9Y4ri8AUjEkyEHJMYxASBoQlCs5JwmJc",
+	"1S2zQiPGh3BBlJkdH9K4bYaxI/ggYdFj7MgZnZiBSHouzmjsVddms1ybosOfZGEi15uCC6YtdUiqRCYj",
+	"akhEE01hQZMzyoHFfj52MxUf50MSSUk8ASnMo/EirtmekH0Wx5Q/wqJFJEmohIREZwqHpyKRUiApOz2j",
+	"E9W9kEzT2lqulGtZDuSjLqYbI1NwxsUFh35mTtsET10sQI+YwnX5kpKYSnUsxAsih3RqdTS91EtpQlh9",
+	"PbzVlU5+WMC2AHvmyCk4FgJsS9WJuIkqLRkf3rL/TxSM7KCAXkaUxrC+Cl+xZ20wD315fPwaFJXnVALh",
+	"6sI8ZiYDfToQkgLhZuMzTf2QEwU4djDT8IHwGKJEKGo3LRKc08j03w65WYp9rqnkJHkghRAOGaeXKY00",
+	"jQEZGYgoyqSsHbC1KvPJu4YjO7Nd89bHI5Dt2hAN48kk3cJVsdMATs0wGI+SLKYKmBufpZkDofdExuMH",
+	"LhQXoLJoZFi/Obe1A7Nars2B0GC7+2jrceBGkrMZ3/Bjc1Jy2aIFlAcf1+CaA/MQqWjkkzmwiWlXgh4R",
+	"brmLo/YooqlW1WXqVPhKfhx3uWZ6UjuHPwHPnm/suHJvOMn0SEj2HX0oBdFLEulkgmrAtmsU3+7CM0ok",
+	"lRBmQbASaXFGOX6kjrdYofdtxuSU1OuUK1ob6EdbxZdMKcaHfqkM+JBxZNqlbBMS6GVqBgt9OzGcUtvz",
+	"PccrzQi+/vrrllkGyrVZRVyrG3iw3YtzwhLSTx6DkGOiSZ8oCjGL8fhYBg2GA7Mx3QJJtZyAGgmpk0mN",
+	"F1YI2bBAFlGoju2j0rByHUaEm0EjyUL1YHJxkY+dDDSSNwWejftUghiAopHgsWGSIT80T7W2zVNWXpVr",
+	"kuu8blGMbsM4MK2gb7gbLGy/3v9q9w9Hp8+fnR7vv9x99eZ4EXlyyEvJGFMSJ4zT8unD3X94s3t0XLwC",
+	"KVHKEBHjcDFi0Qgi032uSzINRJ3ROOQDIVGzVFpIGm+B4fgTIHIo+DKLQSVmLTSZGJrL1GSrOM9mrZiy",
+	"H/kQiNFj+STkpUBV5ktmFY5ioC+3f3+68+rg4KgLgicTbG5ESaJHYAiMKiAov83qIJ1PBI9Drkd0vGgO",
+	"gFHqKv1VWQ+jlR6NNK8di8qeNJ4II9yGVBZHQmVpKqSm8UsaM3KMDz34bCCDRAumb1aRm22AHdtmy/TR",
+	"hWqzpjlYeHO819pYvMkc6tOZ13Dn8c2KIVTtKbeH7BLVLaLOWpX/FSsBuBTg3v6IZzGXI/Yg2lXqTc+w",
+	"BwumZWLIxBwjkWmQdEhkbAS1IffFYg3a3lUxNqSG7ZR9RSe4jXHMTJskeS1FSqVmxuQdkETRBoXJaSlt",
+	"2MVzggtrNc9cxiUXZGKkis4kV1UB46Mim2roZWlsTJJt3TPaaMh7aDmoXrepJUUNVzH0D1oIH1V4ZLMi",
+	"ysaUa1wQSMmQIulLmkoRZxFVIVcjcWFGq4r1Mc1YFViPhKLuNaQhc8it3dmGbQ6kjwufDw3GlHCzIZyG",
+	"fMGwq5gOSJboxS0g5dOVmdkXepGk7ht7ItPKIr/zir/eRjDHbEyVJuPU0Jh769nkKOt/QyO9H9/2evng",
+	"NL3d/N7zyqNXvkf5OZOCm2W/vc/d2sPmbZTd6o6THRE12k6GAtkKz8Ze962Xs2fvxJ8W6L7Hbh2ZJX47",
+	"KMP2eEzjN4re9tp+5dEr30uIMgYActOUaGMaeF3vH99ut/5IWt8Frc2Td6tXv/YaRmjefKPuvO35a/up",
+	"eW1MLl9QPtQjr7u61tDJmGpixO5tXbzMn7vyPfQT3fL8gXnmyhAyHbBLy+Gn+deASaVLV5Qy+oGVm5Gk",
+	"GhbMZ1TdwLaCJ3IVxkLSRR8GKOYiMeRMoahDjmPOTtMqn568W/NX1ptXWtI0IZE5Kvt3ogqncd5xg9xb",
+	"9z2X7vVDSpwUrWyxtZNnpmd9O3tSjO82P8vVkP0nyasBitQbx2mfN0LS8T2v+/bkqhSZ83R9ZJ81b91r",
+	"fTTlZB7Gc5w/d+V7BUO+w0biVjijqPvW8JPqiN0pKQ5AhRFUmFUjk/Yr/L5YupKFCXzOjLrYqpnT1SPp",
+	"2WkPBiJJxIXRDydA4M2b/edG1EeEC84ikoD5o2yhymusqVxcn9FJKWJR2cfxqJCPiHINnT+FBUUp9A7o",
+	"RT6OHkq5ie3onEplRC5TzqA1+seIotYK9JIpbQ7tGZ2E3KgwBG05JYw1rK00dquQO6vwDzJLqJXBkpJo",
+	"ZOwdKzBLd5uZetDZDEinv9yKVuLV1lO6NmhtkM1+K4g68TJdGayStX6dU5i33gatTdIanLzbuGoVn1fn",
+	"+NxZbuYrNYKe3SRnpfbMGsVUsnMad1GZyy1Zw+96hTzsOQP9N8bGMoyukHORZueG1krPtGu6UfI9Izoa",
+	"7eDi2gGqStDiRj2vrpWYTTI/mabjW892tb+8OyN+yOW+fb1jWNeY8fzXUnOWkkxmjht23nQomjq627x+",
+	"WYrP7XpM5YQ+TJX52LpCKW7mETL34fRTRISDu56I4vuZPzaukhs3lvtWPSTIyHLmxrSPf0QrPw8mukeI",
+	"lMxw3Z5ViL6ik14btpXh4T07tJ4/bSaVpgg6CArjSKNFZJmLXYDPhsZnQ+OntgHuoZr//LprfviajZiL",
+	"kUhyk6UNR9qoKsy5QZnO/aR9CmokLjiQIWH8JitlOfA7yxvNi/FZja6p0eXOPJpK/bzOi+rbvScpxfDo",
+	"FmjS9wF9ywPqFDVk12RIHd93/Bf17zYc0kGmzIOWe5uT0euGXOgRlbATYAM7HYgE11IkFZvYh+e7L3x4",
+	"88VysLzhfm66n9sf3v87/LBrv1hfd1+sb1rmXrEMO4HRr6pE949heBkELfP/hvnvmflvx/y3a77s7IXh",
+	"5dM983FzL8xM9/j/5of3/6X14f1//fCn/9T68Kf/fPL/N1Lq7jRnLvXzCtM+TaWIp8a5vIFqYPH7NSfl",
+	"pHJo2t3WNcPAOLuND99VB7SO43ezbTov8bsZsf9vjl4dQCow/AuMuzAoOmkXektGYV0KEGPTW8SYKYGU",
+	"SDKmmson1gJqN83BwQmcqEFcju99m1E5sVxkVDjwG8TP9OnihZvbz+fYdAy+xFDDHdes5E75YMXZ7UO6",
+	"4TDu12VhSUIRa0VTdLO++ohk87IiEJsXQMusQfEbGAaBZGAnAWIARMNYKA1rAWiRthJ6ThMoF876tILN",
+	"dehPNFXGRObG7mYkYQqVtH1EP53RFP37qMpZj36kabxoUTxCxgjxiF2kTeVohLhgBNXRrwXTq+17l62h",
+	"aLkvv1GCtw/JxUuqFBmiDD9w8r4+5VecWi4oBsgYLQjpZsRZwQy7s4wv5DOcz5wh7MI8aQ7MUJJ0BIqa",
+	"z1pIBQt15rjoHPc05H0WM2mjbCQBOu7TOGZ8qHwQ51RKFrv1Z0okxKz+wm18dbEd8q9HTFNQKYkoLLzh",
+	"LBIxfaIAvz49Ml8v+g4egnpEiw25kAQXQcTUsojC2fmMKBaF/GWWaJYwPsxIAq8Twk3bXwTB9nMzhmBl",
+	"dQ9/rnd2zM9OZ23P/lwP8OfTZ6vu55of8jdfdDaCZzjozkawZ2fhvlgO8i/Wg3xa+MVKZx3b2NsN7B/2",
+	"du2Te7t79ufedoCN7+3tuSf29jbscr/5YnkjCCAWaGJEIrPRKLf5NrrrDqSh5gvJtKYcySXkCdNUkqrU",
+	"KxxBTLsICfqFyRjRJbs7L7dby+vLdqMFWClK+ZBxqmYk37JzLFzDGkoxOLfEq7yzHBTvbJuP28//91/+",
+	"z3/44c///MOfv//h37//4Z/++w//9D9++P7ftn74/i8f3r9vfXj/F9ty68P7f/nwp39uffjTv3z4/v2/",
+	"vn//r3/+jz/+9X3rx7/+5cf/+bcf/9f3P/7tv7V+/NtfT+4zwEamVnUDzEovDiwGAlHCDIOJRgKhXwMU",
+	"U5xifKwLjW7FihPROgZDvnC4twOba+vL3cINyFnfHICnPpwTyQjX0AkuLxfbsA05OtEQxmqw+fH9eU+L",
+	"X1auWm83Nkn/pPbNbW69PCw7s4o47dW1p+AC3Q4gptreHfSLPHw9p2OtouJcTfvMjPKgNOERbeypFNhj",
+	"csnGRmavbW7iYbG/rVbCCUXgv4h5N7SoXfy/snuVuPdtqoB2EXNsvhjejYpKGQWp78QLdkahV9Hme/48",
+	"sgkWqgr6YrvOSdbm5SQPU6h/LvbyEcyAQ3RIP8QZK4sNvukQODK4umoiEfQgPGQM93MUDSWJ6GsqmYiP",
+	"LOhplky/FBeQCD60LsAEcdlwRmmq4ELIM8aHsJArkCsBxGSiFtsQoPVgsQTW5Y+YBmKIOqKOaO0JXl7b",
+	"XA4c2dpvGk/0/N6cphVG10nNH5aDuyUlRk+fAXsXX5xTyQaTRr/ZUeHAmYsP2kHUQgorU/zQ9zLOvs2o",
+	"+7PR4U0/1ktwR5q4n6f0YQ5L9vE9ODkDn4pUuUBgDxUCVMVsR4Ub2/JWQ75b0CPxmPHy2X7GjBLMQ95z",
+	"r53aJ6yWjJ9tnP+J095yOnLdGoIxD81h3xbY06rHp0lw1FzV07N1o2wKoJ4/xXm5R1RjnHTLaaRqogyl",
+	"PSlWi8UKYX4kTSmRRkHGN4REDaEUmvkA5lB7orrak79ZMXNbJ+86/vo1rt/jCo2U/VvKOSURut4+mnem",
 	"PBqNmtTKysqmtRymUhgQrrazBeckySzrY84wRojWgCSJeWZCiVQQBEHHGAmbm5ubyB+NrXlOEainhWnI",
-	"0H4g5Jhor+vFRNOWZmPaNOBX6N+8mygZM179tnNLtHFKLVd1JWYLeJYkIOlYnOPM201ePvOMRSlbN8VH",
-	"8/rVBGUjSaeH1uDtqvl8bvTw3DTPO27F8Xt5fA4tbshapzYQYDnMdes07YS5hhzzOmU+XHC1Scx/g7L6",
-	"PoqUtS730+ZIColjSVXhGHGmKLoBUknN+abo10ElaWH/5fmq0YP2X56vW+i3yzh5pAADLa41dKhZZWnq",
-	"sDTi4e4noc+uixI5SBtR1amUeTJG0XNCZGqQy2vr09u+Ab5mJeDRx46fm+meXLtTdkRc0wq/2X62/9Tz",
-	"vefbz/ZeHD7fNZ8PXhyf7r14dWA+H+5+8+Jr/Hb39y/3D/HT8e7B9sHx6fP9o+fbxztfmb8dfLN/+OLg",
-	"+W796/2Do1d7e/s7++b7o50XL3ePGrVKO7RDqjDAd7fd6+ZzE6kqM/+F4tNn9I4gxveJ/t4VqfHxQpAI",
-	"za74JvpCJJTwma1rn/Ptos7uYRv3zSTTkyPTi52sTSfazmxopImDFaosLPTyXI7tp8/3D06PX3y9e9DD",
-	"5AxSAOSBKZXlCJFSkWzn+aA4A+y0FFojrVObEcD4QOTZFsRaMFYi2MGkDGF0Y8K4JoxTqWbQFt6+6V/5",
-	"kDClle+ygJVfmJWEx4A2GqMqH7R1C45JNGKcKljY2YeUpTQxv/kh75PoLEvhO9FXPqREam7DYXQoEYRv",
-	"LNgnJDqjPM7nq5AJQu/li6NjWCIpa2G0zBqHvZAL7hJuSggNnVitsB3ykFvYojmrFubvMggqSTPRiEZn",
-	"ykUGmCrSAnI0jAp5b86kOMw/qK21f+Oihjw3Dy4wmaAA6LgQTSUpGlGQmAE2ouV0HpnBXbby3dvCZ3tt",
-	"sEAjmw+lBRCw5wUWKmxnERR1yzgmHNMYBE8mIcd1RElLdOOLuRGDD7o0rNVgFSPYA7sAeeYaojlxIeyQ",
-	"HOZhyM7NnK0Xv8jowpoEC6vBymK3go+wlpMPFkGAGUy4FYHgUM38RiKJLZ1Q5ceEch+4MTIFJKavRPAi",
-	"n5JpRZMBLJA8udtaqNymBk5CXiSwaSCQEE1d1uDEtskFp/YTiYtukcoWHUs0iEybbs1oFvHRkNtplIeE",
-	"uAi/JXAb9osJ24nmB6064bIDM2OzfZrmbEscYEac0Xbs0PM94VLlsEVzHtAVBSn6oowBGnKlGeqnJC6P",
-	"+MSmvLgRWQLaRBpn19a2ERflBoEFJYDpgqiIzbVDsBqy2VE+2GBcMgF0DEiRDZ3PwCajnVGF8QB0EhmT",
-	"Dg8tjUOOoBl77PPlJLndh/od6t/42sjY1lx1XcMOEesDJ1KiJV9QOg75xYgl1I3TMhaZcRudsrsVswAX",
-	"VoOOec3sWctu0EOPAI/edeltPVjIowE4qRr4b7p6RciR/wKSTQwGlGPynk2bYhx6NibQqzC7AiroUIJm",
-	"a/d+33J6eWv/ac8l73YdvLCepalwQZB2SMaQo5HcWd6Yysfobbf+CKT1AwStTWjDKXShZYGGmJ5po8+D",
-	"mvRCdug6tMyPGnER06ox/0hBIoYOQuMcRUVNCzelIubHXBg7YRHl1jB0gu75/rHne5lMnGBU3aUlYTYA",
-	"pqa3hRwuuZfUknm2jF54uTTzfM8Fqbyu12kH7cA8ZRohKfO63ko7aK84qAVqAYWAMr8MqZ7VBQ7ohZkH",
-	"5rfYSeepegT6ZtsgRgCdklt2EcZCOraBVV58S7veM8bP8oWskeXV4bPcTuL0UmOGGiz0JE2+DD3zTej1",
-	"zGbt2SAKQszpOUky9NYRe5TGAkWgayenvllbMpRGbCDP7P1utyqU37D4yiWpFRLKqGjeM6a0w5MjtRy0",
-	"xSZiYg5lDlpxa1eod/OmQ1btkOYm6wr3vO1Oad6m8VmYgxiAxdn7JVNxKPt2niQ6NZoigDXfMOq4veum",
-	"WMXGzdduRae+rtFGyNyDtV716czbbA3cel3DCRszXWuygG6uBZUoSKcWAenMRkAaljwl32d0CyKRonga",
-	"SDHGY1I/k+7spJKeM5EpPIfXbYcokwoLlZTDnR+mUPXnftHgwro68eu1qJaD4IZM7JkM7Ne1kIa3HCyv",
-	"t4JOq7N23Am6K0E3CP7YDK0svdXWRz9tYbxSNLa6UKbFGNlPTNNETMZYQmvGSG7CB1YsYW85WGkaWQnL",
-	"LtHYNmJyFwBBzftYwMxKZLVn2vDqqZkFrZaD485qN8hHVM3D9Dqby+2gvdzulNthZx9eOrOpxLd2ve/V",
-	"qdEqTy8vLy+90tJ+3RQzywP4ZQaQaloX++JpEJjeS6N6ys1fAe82Lz/mvhdbd66gnEugmE30mcrtmS30",
-	"YaSgSxAzGm9VoNYLFpjj2BDDsWZbJhNrtG1BTTQ6r6DTzlF4ohGj2jdXYrryvVV7rppmXZy/pUohOHyl",
-	"c/srtQIq+NLK7S+V9bHMGytzdDNdwurK99bmmVFR7wlfWJlrPkVFEnSnZOMxkROnKJS+BNQxROowegOW",
-	"oM7ge5oM823fypO9po1gPNzVUPOV76VCNWhkO4UFU1jphNu6HyWyTBKuCKIFfSBF0M6w+Elq7HYXBG2H",
-	"/BjV3TwGSjj0KWQ5o0upHDOFqKeK20GKhAJRig2RtSlshZZ6PFNlHhDaTLVU6EoK0KLV5ai0GQVNqlg1",
-	"B86zfi+q9BMRT+4iEt78Mpz8YXh2I5O9kZlewxjnLtbRmOFYdzs6xMGUnO7cbVE+i+m5xfQDStoyCaj2",
-	"Xmd5ZXVt/fHGZkD6UUwHwxH77iwZc5F+L5XOzi8uJz948wrqOcP995Dgd9vLef7jNeVnDBO9IEWedhsq",
-	"TAoj8pjw5FK+Y1clr8h/Shg/yy3oMs+yuZfvMlVATdoz3K5soG52vrH76rf5cWsbI/w3S8zGsYZUV5A/",
-	"DRE7x9317ExRZjWOI29xroGoquXkcrevo4QF0uWDme279vZdyCAr6LimbktRhESwMB9OL9DBU6CBjPh0",
-	"02kYW7WL+cf2iStbwebtbxSlYM0LnTm6qKplq521eSbSUIDrV6QLWkbjtlRZ2/Kuyp/FFZqmS0dV35gQ",
-	"mHR6o0ZIi5IXdT+Yb72xuONzL7vb4qg2ooOz1Bi7wAYhN19iLSub7bewGgQ+rAYr5r9NDBLYBwqWuWsd",
-	"5XSMKHirAg5scVgxCPlURKxncQ4uGmN9xugTd3wJFWrGC1cepgU1KYizJSDuoyZaXyh6+apy2QYCSzF8",
-	"wIYjnUyg+P791LHpblyIseznpYs5qgm/QVxencwtDa8vmPHw+t0D+mHm07VWWkEQBK3HJAhaG+ZTUP7r",
-	"zOhaxdpVlK3NwdfLN6zyjL7Vf/wPP7yPvmXeC2775wZzJ4XrJhIs31Ph+pSWc2VmOcuzU1nP4yAl156m",
-	"mdX8iq9cVFfzmsUzj926eK7nB1u81Y/t75rSm+9U32ZGxy6LMVV0T3+Wv1shcgfl+7Ni9f+MYpWlGNYN",
-	"gtLh5tJEfCBJ4kp3jxgfPpDW5Vj4tWrXNlzQJGm5mxyKmKOtU5MDvJeDwMUeMUbuCttEIqZOAzqjk0cq",
-	"5C69DiPxecKz9aChfzd/mykwktliCwRCLS0a03YX8l4BQ+z5iFjB04KWDWIynGbokAqSKjruJ1SZBh0c",
-	"YQaFE/I6DKcKY1VTuJBHqga9eaQWixEmSsCQ6voYu0WRtBJWg+5rNMiYbkNvCjeZV1BtAk/2cn0So1s5",
-	"u3Q0r3l9elMqcjvkOyJ2tYgdWMN6VJmyvKkLBdjTh2ICPkwNzw9508h8cJBQHxwi1IcGnCeiIoyBbHUq",
-	"v8S9YFkOBMoglsEBafL64BPUuYEOBujm5UU0PeQW8mbbgwr6DBW3rlXj883aQ1xrz+XKVkAnNqiPaCSs",
-	"B2tLXwMZijYc0tS5Eiob0mKGTNvon64WeK6sfl6lNuRIcmazx8Y2twFxWe4mCAIDegHEldxuMgOqiO77",
-	"GAAlrrsMdAWeg0O/j79sGtH8QRy2TXj2uRT6OwRW8Q1euQKi5ND5PQp4FQvunepe8BDKmtESeFzDSjuY",
-	"K+KUS+/RVA/b1eteAMsRO75iFAppFPXFhn5KHPZ0LwW4ttrHUIjYme3TLeWI74fxHTtk810cxTfbGB/A",
-	"BesohPvm6o470YHSr/G2nlMZs0h/6trbZ2WsSRkzjBpIJfejOOR31bnc9q0rXW9YfHUtGC13ohe3F/j5",
-	"hTUFP2jD/Dix4oKFHGwqMq2YgzEXGTiNUORcYq4Gq03S6HcVP/59oCyfQ2S/TIjsVxbjuj24tTB9ThY/",
-	"edt59fY3igupfkUM9HfUFux4/whBAQ9pwKW6Imo5WjH2plXAu20pDOidIHwvakgUcne/OVmAar6iegt6",
-	"PEuSHkQJpi0bo6EExdAktiDyUp2zUPuQ92l+3SEs5EEGiZgUw5CdoSMGtbwCoqBPKc+B8FY1dI8yhdfI",
-	"AOWxec38pZo+sGjB+64VB4Dtli/DgHGS+Lb+bW6ShZwpf6aa9QKBPNnDzn0R0GYrbm+yKJ1cZmxu2TiM",
-	"MZxD7oIkYzIBm8tgidCGw2oahSsdzrRrE1M4zihN7aF2EcsGWVTN9H44BM1TFBfKQUZFnEU2XamUE40c",
-	"GRbKhxfnZ3BN2eoPbd98OGk7F63+PiRufX1/ZeJ3uRV0joPNHPf6QOLX9WPBDn9nMvezg/thbCpMgCPW",
-	"F4ypkz5UNpIPeWKzXyT25UcUMoVixx2oh/F8GyNsyUpoW+r64ykajZ72YwQUzHo3oercbAMii+z9OTX1",
-	"wrlN8yQ4zAoq3fOzKJ/DOgLpvSVmXvAL2UCeV2wdVlQjpeZmMU3Vx66cBPxsXn565mXlOiVH1xUULhtl",
-	"UkXT3UkzdJ26Ien6nTSvSK3c+P1RZOrUtB9IplaO99+dTP0sIhtEpAONkgcE1VkhhybWJyHkbP2KskZt",
-	"HhmlqarWVHykSuyePXx+1ZLwrfoQ8mv0B8slpvQHIxGd2buQ8YQqVbNujR09ZOeUd4HUo8T9SVmHoLhm",
-	"Hosl5IUIitoDtgqBSzz/1t1O2ZutLNmrFZBkqrxBygb7t3Ico58/aMsqKE0mCnrWZOgVSfnmGezEGu1q",
-	"JC5UUY8Zr483KkF+a1435Maa7lVv0eshRZVTOi7yhBs0u+tUKjt7pIDyOOQLQk7VNfCBDUAJwalc9N21",
-	"wva6Xjue4iatNrzgCZLXTsneL1a4K+xNHBXHB0kkJfEkT+Ep/CGrwaZ1NFwwRRebHASHdVDze6s7TVVC",
-	"V9aDYH4lp6G8aaOSc+80k+W/NyVn1UHH+nNBHxuUnD/Kje/nVnK+Ha8aNWDqQpuHi2Y2gO5Ml7eC7twk",
-	"fjn/wQdMUXGsxy9h3FWY3K8YI/fZ5/DLKFQ2HYbMmwxzP60rFtH1NUa2bdqyvRXTsCmppkpb2UuJOF6N",
-	"XS1yo2Ah9LRELJvIdOgtulKERbEWbBQ/K9QZ3ExtJTJX30xPUkR7uSqGWPgA9rUCO0ib9Kr0JKEq5DbI",
-	"Ic/Ly/D6jBM5gcwMHHo41SUH7sN5JYLEpfcBqy/QRFG8QfSa4PFTQ65bbXtNL/XSSI+Teslbmy/+/8Ui",
-	"wmRf84DNHLd/ML9DQvjwy9CjPPRqf6Mkrv6OBWbsFznosguSDqikPHLPLFUeujnlvImt2SoT9zo473MO",
-	"XEE8B/IuTgUmQ2+/3H+kylliAIjABe3jYCvnoFg25Z3gLrcV2n64fqNXQaFYsMmFBCKjcsuMqynMptHZ",
-	"+0RRBEfOOqq+cv3d1wtUCExxhxv93cVK162rmxRTkKX3WOAbFuuZMUmoUjetyJhqyW5gPXkVJ4Y6u3sa",
-	"GIeXUoypHtFMIQTkEgGpY6K7JevpT0CKTFPHHgwJ81tgiKY8msCIKS2GkoyVX3NV4ruRiKlfgHEjEo3c",
-	"r64e2oDS2Idc5wu5uwqo3BOpEEkbDgQkpE8TZ6UQqyRUcv5lAeRtA94lUdYSDHkqRd8WZOOUIpeyPLFr",
-	"eRzyVY6SQV8IeWYRyRORSRgLzrSQ1noyg1fX8LLnbgnmY2dpQlh9e3q/ga92n73Mi0Ce1gh5qoUmCXxT",
-	"I24ONfVzMrdD/hs4/sPL3Rsbwat+qAz5DQ+9Mc19GVo4YOj554x8GXpWdQ29K1hdRiLckQm6fffp8EG3",
-	"ZqgIlCfhpoPmioy1J8SKo2tP24uUciNLVtpBId+Rxf5h+/kzPGk+0EuCxfWIqgpYvPQqr0A9s82w3ZQd",
-	"pTS6Gz/MR1xuODeXLmC9tJAzPhDdkAOgpOsW+QdTSz1zDVHTVA1vMTNtuB+veW/kjeQNfGLCsraEuixw",
-	"f0GUvS3BKjxM37R50HMxr9h0NRILNpiHcgikjA99WAtWSocHXlyaP2GYM+OgL0SOYMecWd7QaJ6M0Ogv",
-	"saP9xIQujspov7aW7CezS8y4mBHTsNC0bIs37Yv8aorbUaEsplwzPcntmakKB7BQ5EY/MoZz7g7oLfrO",
-	"+0aKVIuQo8+1DdulDH1PXGjjJSHVYjxThZbRWOnN+qLynJfZkJF1ThYGGzb2SIFN5FY+ejjxFDLedbV/",
-	"8rFwEfLcgVzQauYgXOBFjRqydMsoBxaJlAg+RPwR09cI/bJ6xAePT87hZmMP6ffJuba70OXqjtUFr+Pz",
-	"Rc2Jz7DMXwqWWT2dfTpiPJ4JOOUc6ZPAaFbrVZ5M8eB6hffXJ5gBjKLZjqS+Af9gNPrSe53zpryGO/TG",
-	"5IwaA7WX+1JGWqfdpaVERCQZCaW7G8FGsOVS6nL/AEf/B9GAThH03qi6+8a5XBqdNZa12IK4b2wN+avu",
-	"0tIb090VJqhIZlYSOcuoiKm5qplefWhe05kzf4UFvI1VSL1oDZsKGXJuLqwXNa9jX+0FS9iX1zy5X7F+",
-	"rxFihuxu7zTG+2y5et/ZfHnV+qKWdlnQulA62+XWKfxwszU/azKxupdzeTdfZTe7lqBFe6Zqa1OvVjsB",
-	"a1T6dR+e7xbe7Q3rGsttWmcAbRX2J5qjtkKS67aiHFydXP3fAAAA//8=",
+	"rP1AyDHRXteLiaYtzca0acBv0L95N1EyZrz6beeWaOOUWq7qSswW8CxJQNKxOMeZt5u8fOYZi1K2boqf",
+	"zOtXE5SNSzo9tAZvV83nc6OH56Z53pEUx/fy+Bxa3JC1Tm0gwHKY6/Zp2glzzXLM65T5eMHVJjH/O5TV",
+	"D1GkrHW5nzZHUkgcS6oKx4gzRdENkEpqzjdFvw4qSQv7r89XjR60//p83UK/XcbJEwUYaHGtoUPNKktT",
+	"h6URD/cwCX12XZTIQdqIqk6lzJMxip4TIlODXF5bnyb7BvialYBHP3X83Ez35FpK2RFxTSv83faL/eee",
+	"773cfrH36vDlrvl88Or4dO/VmwPz+XD3d6++wm93f/96/xA/He8ebB8cn77cP3q5fbzzpfnbwe/2D18d",
+	"vNytf71/cPRmb29/Z998f7Tz6vXuUaNWaYd2SBUG+O5GvW4+Ny1VZeY/U3z6jN4RxHif6O9dkRo/XQgS",
+	"odkV30RfiIQSPkO69jnfbuosDdu4byaZnhyZXuxkbTrRdmZDI00crFBlYaGX53JsP3+5f3B6/Oqr3YMe",
+	"JmeQAiAPTKksR4iUimQ7zwfFGWCnpdAaaZ3ajADGByLPtiDWgrESwQ4mZQijGxPGNWGcSjWDtvD2Tf/K",
+	"h4QprXyXBaz8wqwkPAa00RhV+aCtW3BMohHjVMHCzj6kLKWJ+c0PeZ9EZ1kK34i+8iElUnMbDqNDiSB8",
+	"Y8E+I9EZ5XE+X4VMEHqvXx0dwxJJWQujZdY47IVccJdwU0Jo6MRqhe2Qh9zCFs1ZtTB/l0FQSZqJRjQ6",
+	"Uy4ywFSRFpCjYVTIe3MmxWH+QW2v/Rs3NeS5eXCByQQFQMeFaCpJ0YiCxAywES2n88QM7rKVU28Ln+21",
+	"wQKNbD6UFkDAnhdYqLCdRVDUbeOYcExjEDyZhBz3ESUt0Y0v5kYMPujSsFaDVYxgD+wG5JlriObEjbBD",
+	"cpiHITs3c7Ze/CKjC2sSLKwGK4vdCj7CWk4+WAQBZjAhKQLBoZr5jUQS23VClR8Tyn3gxsgUkJi+EsGL",
+	"fEqmFU0GsEDy5G5roXKbGjgJeZHApoFAQjR1WYMT2yYXnNpPJC66xVW26FiiQWTadGtGs4iPhtxOozwk",
+	"xEX47QK3Yb+YsJ1oftCqEy47MDM25NM0Z1viADPijLZjh57ThEuVwxbNeUBXFKToizIGaMiVZqifkrg8",
+	"4hOb8uJGZBfQJtI4u7ZGRlyUBAILSgDTxaIiNtcOwWrIhqJ8sMG4ZALoGJAiGzqfgU1GO6MK4wHoJDIm",
+	"HR5aGoccQTP22OfbSXK7D/U71L/xtZGxrbnquoYdItYHTqRES75Y6TjkFyOWUDdOy1hkxm10ylIrZgEu",
+	"rAYd85qhWctu0EOPAI/edeltPVjIowE4qRr4b7p6RciR/wIumxgMKMfkPZs2xTj0bEygV2F2BVTQoQQN",
+	"afd+33J6eWv/ec8l73YdvLCepalwQ3DtcBlDjkZyZ3ljKh+jt936I5DWdxC0NqENp9CFlgUaYnqmjT4P",
+	"atIL2aHr0DI/asRFTKvG/BMFiRg6CI1zFBU1LdyUipgfc2HshEWUW8PQCbqX+8ee72UycYJRdZeWhCEA",
+	"TE1vCzlcci+pJfNsGb3wcmnm+Z4LUnldr9MO2oF5yjRCUuZ1vZV20F5xUAvUAgoBZX4ZUj2rCxzQCzMP",
+	"zG+xk85T9Qj0DdkgRgCdklt2E8ZCOraBVV58u3a9F4yf5RtZW5Y3hy9yO4nTS40ZarDQkzT5TeiZb0Kv",
+	"Z4i1Z4MoCDGn5yTJ0FtH7FEaCxSBrp189c3ekqE0YgN5Zu+3u1Wh/I7FVy5JrZBQRkXzXjClHZ4cV8tB",
+	"W2wiJuZQ5qAVt3eFejdvOmTVDmlusq5wz9vulOZtGp+FOYgBWJy9XzIVh7Jv50miU6MpAljzDaOO27tu",
+	"ilVs3HztVnTq6xpthMw9WutVn868zdbArdc1nLAx07UmC+jmWlCJgnRqEZDObASkYctT8m1GtyASKYqn",
+	"gRRjPCb1M+nOTirpOROZwnN4HTlEmVRYqKQc7vwwhao/94sGF9bViV+vRbUcBDdkYs9kYL+thTS85WB5",
+	"vRV0Wp21407QXQm6QfDHZmhl6a22PvppC+ONorHVhTItxsh+YpomYjLGElozRnITPrBiCXvLwUrTyEpY",
+	"donGthGTuwAIat7HAmZWIqs904ZXT80s1mo5OO6sdoN8RNU8TK+zudwO2svtTkkOO/vw2plNJb61632r",
+	"To1WeXp5eXnplZb226aYWR7ALzOAVNO+2BdPg8D0XhrVU27+Cni3efsx970g3bmCci6BYjbRZyq3Z7bQ",
+	"h5GCLkHMaLxVgVovWGCOY0MMx5ptmUys0bYFNdHovIJOO0fhiUaMat9cienK91btuWqadXH+liqF4PCV",
+	"zu2v1Aqo4Esrt79U1scyb6zM0c10Casr31ubZ0ZFvSd8YWWu+RQVSdCdko3HRE6colD6ElDHEKnD6A1Y",
+	"gjqD72kyzMm+lSd7TRvBeLiroeYr30uFatDIdgoLprDSCbd1P0pkmSRcEUQL+kCKoJ1h8ZPU2O0uCNoO",
+	"+TGqu3kMlHDoU8hyRpdSOWYKUU8Vt4MUCQWiFBsia1PYCi31eKbKPCC0mWqp0JUUoEWry1FpMwqaVLFq",
+	"Dpxn/V5U6WcintxFJLz7eTj54/DsRiZ7IzO9hjHOXayjMcOx7nZ0iIMpOd2526Z8FtNzi+lHlLRlElDt",
+	"vc7yyura+tONzYD0o5gOhiP2zVky5iL9ViqdnV9cTr7z5hXUc4b7HyDB70bLef7jNeVnDBO9IEWedhsq",
+	"TAoj8pjw5FK+Y1clr8h/Shg/yy3oMs+yuZdvMlVATdoz3K5soG52vrN09ev8uLWNEf6rJWbjWEOqK8if",
+	"hoid4+56dqYosxrHkbc410BU1XJyudvXrYQF0uWDme279vZdlkFW0HFN3ZaiCBfBwnw4vUAHT4EGMuLT",
+	"TadhbNUu5h/bJ65sBZu3v1GUgjUvdObooqqWrXbW5plIQwGuX5AuaBmNI6mytuVdlT+LKzRNl46qvjEh",
+	"MOn0Ro2QFiUv6n4w33pjkeJzL7sjcVQb0cFZaoxdYIOQmy+xlpXN9ltYDQIfVoMV898mBgnsAwXL3LWO",
+	"cjpGFLxVAQe2OKwYhHwqItazOAcXjbE+Y/SJO76ECjXjhSsP04KaFMTZEhAPUROtLxS9fFW5bAOBpRg+",
+	"YMORTiZQfH8/dWy6GxdiLPt57WKOasJvEJdXJ3NLw+sLZjy+fveIfpj5dK2VVhAEQespCYLWhvkUlP86",
+	"M7pWsXcVZWtz8NXyDbs8o2/1n/7Dd/fRt8x7wW3/3GDupHDdtATLD1S4PqXtXJnZzvLsVPbzOEjJtadp",
+	"Zje/5CsX1d28ZvPMY7dunuv50TZv9af2d03pzXeqbzOjY5fFmCq6pz/L360QuYPy/Vmx+n9GscpSDOsG",
+	"Qelwc2kiPpAkcaW7R4wPH0nrciz8WrVrGy5okrTcTQ5FzNHWqckB3stB4GKPGCN3hW0iEVOnAZ3RyRMV",
+	"cpdeh5H4POHZetDQv5u/zRQYyWyxBQKhlhaNabsLea+AIfZ8RKzgaUHLBjEZTjN0SAVJFR33E6pMgw6O",
+	"MIPCCXkdhlOFsaopXMgTVYPePFGLxQgTJWBIdX2M3aJIWgmrQfc1GmRMt6E3hZvMK6g2gSd7uT6J0a2c",
+	"Xbo1r3l9elMqcjvkOyJ2tYgdWMN6VJmyvKkLBdjTh2ICPkwNzw9508h8cJBQHxwi1IcGnCeiIoyBbHUq",
+	"v8S9YFkOBMoglsEBafL64BPUuYEOBujm5UU0PeQW8mbbgwr6DBW3rlXjc2LtIa6153JlK6ATG9RHNBLW",
+	"g7Wlr4EMRRsOaepcCRWCtJgh0zb6p6sFniu7n1epDTkuObPZY2Ob24C4LHcTBIEBvQDiSm43mQFVRPdD",
+	"DIAS110GugLPwaHv4y+bRjR/FIdtE559LoX+DoFVfINXroAoOXR+jwJexYK0U6UFD6GsGS2BxzWstIO5",
+	"Ik659B5N9bBdve4FsByx4ytGoZBGUV9s6KfEYU/3UoBrq30MhYid2T7dUo74fhzfsUM238VRfLON8RFc",
+	"sG6FkG6u7kiJDpR+jbf1nMqYRfpT194+K2NNyphh1EAquR/FIb+rzuXIt650vWPx1bVgtNyJXtxe4OcX",
+	"1hT8oA3z48SKCxZysKnItGIOxlxk4DRCkXOJuRqsNkmj31b8+A+BsnwOkf08IbJfWIzr9uDWwvQ5Wfzk",
+	"befV298oLqT6BTHQ31JbsOP+EYICHtKAS3VF1HK0YuxNq4B3IykM6J0gfC9qSBRyd785WYBqvqJ6C3o8",
+	"S5IeRAmmLRujoQTF0CS2IPJSnbNQ+5D3aX7dISzkQQaJmBTDkJ2hIwa1vAKioE8pz4HwVjV0jzKF18gA",
+	"5bF5zfylmj6waMH7rhUHgO2WL8OAcZL4tv5tbpKFnCl/ppr1AoE82cPOfRHQZitub7IonVxmbG7ZOIwx",
+	"nEPugiRjMgGby2AXoQ2H1TQKVzqcadcmpnCcUZraQ+0ilg2yqJrp/XgImucoLpSDjIo4i2y6UiknGjky",
+	"LJQPL87P4Jqy1R/bvvl40nautfr7kLj1/f2Fid/lVtA5DjZz3OsjiV/XjwU7/J3J3M8O7sexqTABjlhf",
+	"MKZO+lAhJB/yxGa/SOzLjyhkCsWOO1CP4/k2RtiSldC21PVPp2g0etqPEVAw692EqnOzDYgssvfn1NQL",
+	"5zbNk+AwK6h0z8+ifA7rCKR7S8y84BeygTyv2DqsqMaVmpvFNFUfu3IS8LN5+emZl5XrlNy6rqBw2SiT",
+	"KpruTppZ16kbkq6npHlFauXG759Epk5N+5FkauV4/93J1M8iskFEOtAoeURQnRVyaGJ9EkLO1q8oa9Tm",
+	"kVGaqmpNxSeqxO7Zw+dXLQnfqg8hv0Z/sFxiSn8wEtGZvQsZT6hSNevW2NFDdk55F0g9StyflHUIimvm",
+	"sVhCXoigqD1gqxC4xPOv3e2UvdnKkr1aAUmmyhukbLB/K8cx+vmDtqyC0mSioGdNhl6RlG+ewU6s0a5G",
+	"4kIV9Zjx+nijEuS35nVDbqzpXvUWvR6uqHJKx0WecINmd32Vys6eKKA8DvmCkFN1DXxgA1BCcCoXfXet",
+	"sL2u146nuEmrDa94gstrp2TvFyvcFfYmjorjgySSkniSp/AU/pDVYNM6Gi6YootNDoLDOqj53upOU5XQ",
+	"lfUgmF/JaShv2qjkPDjNZPnvTclZddCx/lzQxwYl549y49u5lZyvx6tGDZi60ObxopkNoDvT5a2gOzeJ",
+	"n89/8BFTVBzr8UsYdxUm9wvGyH32Ofw8CpVNhyHzJsM8TOuKRXR9jZFtm7Zsb8U0bEqqqdJW9lIijldj",
+	"V4vcKFgIPS0RyyYyHXqLrhRhUawFG8XPCnUGN1NbiczVN9OTFNFeroohFj6Afa3ADtImvSo9SagKuQ1y",
+	"yPPyMrw+40ROIDMDhx5OdcmB+3BeiSBx6X3A6gs0URRvEL0mePzcLNettr2ml3pppMdJveStzRf//2IR",
+	"YbKvecBmjts/mN8hIXz4m9CjPPRqf6Mkrv6OBWbsFznosguSDqikPHLPLFUeujnlvImt2SoTDzo49zkH",
+	"riCeA3kXpwKTobdf7z9R5SwxAETggvZxsJVzUGyb8k6ubCZ/03UU1tNElCs/Y+ijh2hHv3pLu7tdSQmj",
+	"OjN+5lCI0l2vJEWf4hEg6izkFhxpHiFpMllsF2RXELiWhNlanAlRI79weJlhuCFoAX2hR8Y4GIlYNZGi",
+	"We970OI9aOCJcnVI1BZwgYvxKZEFLelharj1TbyJQgwftDX8vrueFVZhw1jSywWNImOUyYyrKVSvser6",
+	"RFEkqHbTBmJ/D/UTFiqVOJtfr3FXb123625STEGWPmCvb9i3F8ZopUrdtCNjqiW7QTjldb4YWnXuaWAc",
+	"XkthTg7NFIKELhGyPCa6Wwqn/gSkyDR1AsQsYX5PENGURxMYMaXFUJKx8mvObHw3EjH1C7h2RKKR+9VV",
+	"zBtQGvuQWwUhd5dFlTSRCpG04UBAQvo0cXYssWpkpSqELKDebcDbRspqkyFHzoMV6jilKMes1OxaKYiS",
+	"l6PuoC+EPLOY9YnIJIwFZ1pIa1+bwatrpN1LtwXzMZk0IaxOnt6v4MvdF6/zMqGntYU81UKTBH5XW9wc",
+	"jOzny9wO+a/g+A+vd29sBC+DojLkNzz0zjT3m9ACRkPPP2fkN6FnjZvQu4LVZVyEO7JIR3efDkt0e4aq",
+	"YnkSbjporgxde0KskLj2tL1KKTfaxko7KDRAFMJ/2H75Ak+aD/SSYPlFoqoqGF6LltconyEzbDdlRymN",
+	"7sYP8xGXBOfm0gWsqBdyxgeiG3IA1IW6RYbK1FbPXFTVNFXDW8xMG25QbKaNvJG8gU9MnaptoS6vQLgg",
+	"yt6nYVVipm8iHvRtzSs2XRXNgg0Wug+kjA99WAtWSpcYXm2bP2GYM+OgL0Se44BZ1byh0TxdpdGjZkf7",
+	"iQldHJXR+my14U+GSsy4mBHTsNC0bYs30UV+ecntuGEWU66ZnuQW71QNDFgosuefKOgVDqPeou/8s6RI",
+	"xgk5euXbsF3K0HsihxuvkamWa5oqxY3mbG/WW5lnRc0GFa37ujDpsbEnCmyqv/LRB46nkPGuqw6Vj4WL",
+	"kOchhmKtZg7CBV7lqSFLUXO3WLVE8CEi1Ji+RuiX9UU+egR7Dkcse0zPYM613ZU/V3esP3kdny+qknwG",
+	"7v5cwN3q6ezTEePxTEgy50ifBIq3WtH0ZIoH1+8AeHuCOeIomu1I6gT4B6PRl/GNnDflVf6hNyZn1Bio",
+	"vdzbNtI67S4tJSIiyUgo3d0INoItl3SZe5A4esiItm4R9O+puoPPOeUa3XmWtdiSye/sLQNX3aWld6a7",
+	"K0xhkszsJHKWURF1dXVVvfrQvKYzZ/4KC3hfr5B60Ro2lWXIubmwfvb8poNqL3jJQXkRmPsVKzwbIWaW",
+	"3dFOY0TYXmjgO5svv9egqLZeljwvlM52STqFp3a2KmxNJlZpOZd389X+s3sJWrRn6vo29Wq1E+vOUn7d",
+	"y+u7ja/6WfILkHMDaKuwP9EctTW0XLcV5eDq5Or/BgAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -72,8 +72,13 @@ func (h *Hasher) waited(d time.Duration) {
 	}
 }
 
-// acquire waits for a slot: ErrBusy after the wait, ctx's error when it ends first.
+// acquire waits for a slot: ErrBusy after the wait, ctx's error when it ends first. A
+// context that has ended gets no slot even when one is free: the work it would start (a
+// batch's next key) is work nobody waits for any more.
 func (h *Hasher) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	select {
 	case h.slots <- struct{}{}:
 		h.waited(0)

@@ -128,3 +128,23 @@ func TestHasherReportsItsQueue(t *testing.T) {
 		t.Errorf("at the end: Stats = %+v, want %+v", got, want)
 	}
 }
+
+// TestHasherRefusesAnEndedContext: with slots free, a caller whose deadline has passed gets
+// its context's error and no argon2id run (a batch's later keys are not hashed for nobody).
+func TestHasherRefusesAnEndedContext(t *testing.T) {
+	h := NewHasher(cheap, 2, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	var waits int
+	h.OnWait(func(time.Duration) { waits++ })
+	if _, err := h.Hash(ctx, "secret"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Hash after the deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := h.Verify(ctx, "secret", "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Verify after the deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if waits != 0 || h.Stats().Running != 0 {
+		t.Errorf("an ended context took a slot: %d waits heard, %d running", waits, h.Stats().Running)
+	}
+}

@@ -149,6 +149,15 @@ func (s *Server) GetDocs(context.Context, gen.GetDocsRequestObject) (gen.GetDocs
 	return docsPage(loadDocsAssets().page), nil
 }
 
+func (p docsPage) VisitHeadDocsResponse(w http.ResponseWriter) error {
+	return p.VisitGetDocsResponse(w)
+}
+
+// HeadDocs answers as GetDocs does; the HTTP server sends no body to a HEAD.
+func (s *Server) HeadDocs(context.Context, gen.HeadDocsRequestObject) (gen.HeadDocsResponseObject, error) {
+	return docsPage(loadDocsAssets().page), nil
+}
+
 // docsAsset serves the page's scripts, styles and icons, under /docs/<version>/<file>.
 // These routes are no operation of openapi.yaml; anything not found is a plain 404.
 func (s *Server) docsAsset(c echo.Context) error {
@@ -179,8 +188,8 @@ func (s *Server) docsAsset(c echo.Context) error {
 	return nil
 }
 
-// docsPageRoute serves the page outside the strict server, for the addresses the spec does
-// not name (/docs/, HEAD).
+// docsPageRoute serves the page outside the strict server, at the address the spec does
+// not name (/docs/, for GET and HEAD).
 func docsPageRoute(c echo.Context) error {
 	return docsPage(loadDocsAssets().page).VisitGetDocsResponse(c.Response())
 }

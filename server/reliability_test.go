@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	apikeys "github.com/qs/apikeys"
 	"github.com/qs/apikeys/internal/testdb"
+	"github.com/qs/apikeys/keys"
 	"github.com/qs/apikeys/server"
 	"github.com/qs/apikeys/store"
 )
@@ -56,6 +58,54 @@ func TestWorkPastItsDeadlineIsNotCommitted(t *testing.T) {
 			if after := e.count(); after != before {
 				t.Errorf("%d keys before, %d after: work past its deadline was committed", before, after)
 			}
+		})
+	}
+}
+
+// TestSlowHashingStopsAtItsDeadline: a batch whose deadline passes while its keys are being
+// hashed stops hashing (no key is started after the deadline), stores nothing and is answered
+// 503 with Retry-After soon after the deadline, far sooner than hashing all of it would take.
+func TestSlowHashingStopsAtItsDeadline(t *testing.T) {
+	const maxBatch = 100 // openapi.yaml's maxItems of a batch
+	slow := fastHash
+	slow.MemoryKiB, slow.Iterations = 4096, 4
+	one := keys.NewHasher(slow, 1, 0)
+	start := time.Now()
+	if _, err := one.Hash(context.Background(), "calibrate"); err != nil {
+		t.Fatal(err)
+	}
+	d := max(time.Since(start), 5*time.Millisecond) // one argon2id run with these parameters
+	timeout := 10 * d
+	var batch strings.Builder
+	batch.WriteString(`{"keys":[`)
+	for i := range maxBatch {
+		if i > 0 {
+			batch.WriteString(",")
+		}
+		fmt.Fprintf(&batch, `{"name":"slow-%d"}`, i)
+	}
+	batch.WriteString("]}")
+	for _, engine := range testdb.Engines(t) {
+		t.Run(engine, func(t *testing.T) {
+			base := newEnv(t, engine, slow)
+			e := newServerWith(t, base.store, slow, func(c *server.Config) { c.RequestTimeout = timeout })
+			before := e.count()
+			start := time.Now()
+			r := e.do("POST", "/api-keys/batch", adminToken, batch.String())
+			took := time.Since(start)
+			if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+				t.Errorf("batch of %d past its deadline: %d (Retry-After %q) %s", maxBatch, r.Status, r.Header.Get("Retry-After"), r.Body)
+			}
+			// Hashing it all takes MaxBatch*d over the hasher's slots; stopping at the deadline
+			// leaves at most the runs already started, one per slot.
+			full := time.Duration(maxBatch/runtime.GOMAXPROCS(0)) * d
+			if bound := timeout + 6*d + 300*time.Millisecond; took > bound { // slack for a loaded machine
+				t.Errorf("answered after %v: want at most %v (deadline %v, one hash %v, all of it %v)", took, bound, timeout, d, full)
+			}
+			if after := e.count(); after != before {
+				t.Errorf("%d keys before, %d after: a batch past its deadline was stored", before, after)
+			}
+			t.Logf("%s: 503 after %v (deadline %v, one hash %v, all of it about %v)", engine, took.Round(time.Millisecond), timeout, d.Round(time.Millisecond), full)
 		})
 	}
 }

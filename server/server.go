@@ -174,7 +174,6 @@ func New(cfg Config) (*Server, error) {
 	// checker expects; net/http sends no body to a HEAD.
 	e.GET("/docs/", docsPageRoute)
 	e.HEAD("/docs/", docsPageRoute)
-	e.HEAD("/docs", docsPageRoute)
 	e.GET("/metrics", s.metricsRoute)
 	s.echo = e
 	return s, nil
