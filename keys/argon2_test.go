@@ -66,8 +66,8 @@ func TestHashVerifyRoundTrip(t *testing.T) {
 func TestHashDefaultParams(t *testing.T) {
 	secret := mustGenerate(t, DefaultPrefix).Secret()
 	phc := mustHash(t, secret, DefaultParams())
-	if got, want := strings.HasPrefix(phc, "$argon2id$v=19$m=19456,t=2,p=1$"), true; got != want {
-		t.Errorf("Hash(DefaultParams) = %q, want m=19456,t=2,p=1 header", phc)
+	if got, want := strings.HasPrefix(phc, "$argon2id$v=19$m=64,t=1,p=1$"), true; got != want {
+		t.Errorf("Hash(DefaultParams) = %q, want m=64,t=1,p=1 header", phc)
 	}
 	if !phcRE.MatchString(phc) {
 		t.Errorf("Hash = %q does not match %v", phc, phcRE)
@@ -121,10 +121,10 @@ func TestVerifyKnownAnswer(t *testing.T) {
 // stored string, not from DefaultParams.
 func TestVerifyOldParams(t *testing.T) {
 	secret := "qs_live_whatever"
-	old := Params{MemoryKiB: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
+	old := Params{MemoryKiB: 128, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 	phc := mustHash(t, secret, old)
-	if !strings.Contains(phc, "$m=64,t=1,p=1$") {
-		t.Fatalf("Hash = %q, want m=64,t=1,p=1", phc)
+	if !strings.Contains(phc, "$m=128,t=2,p=1$") {
+		t.Fatalf("Hash = %q, want m=128,t=2,p=1", phc)
 	}
 	if ok, err := Verify(secret, phc); !ok || err != nil {
 		t.Errorf("Verify = %v, %v; want true, nil", ok, err)

@@ -124,14 +124,15 @@ func (h *Hasher) Verify(ctx context.Context, secret, phc string) (bool, error) {
 	return Verify(secret, phc)
 }
 
-// NeedsRehash reports whether phc was made with parameters weaker than the Hasher's (less
-// memory, fewer iterations or lanes, a shorter salt or hash), so that a key verified against
-// it should be hashed again. A phc that cannot be read needs no rehash: it cannot verify.
+// NeedsRehash reports whether phc was made with parameters other than the Hasher's (memory,
+// iterations, lanes, salt or hash length), so that a key verified against it should be hashed
+// again: weaker ones are strengthened, and stronger ones that the secret does not need (the
+// OWASP parameters of earlier versions, see DefaultParams) are brought down to the configured
+// cost. A phc that cannot be read needs no rehash: it cannot verify.
 func (h *Hasher) NeedsRehash(phc string) bool {
 	p, err := ParamsOf(phc)
 	if err != nil {
 		return false
 	}
-	return p.MemoryKiB < h.params.MemoryKiB || p.Iterations < h.params.Iterations ||
-		p.Parallelism < h.params.Parallelism || p.SaltLen < h.params.SaltLen || p.KeyLen < h.params.KeyLen
+	return p != h.params
 }

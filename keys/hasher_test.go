@@ -148,3 +148,37 @@ func TestHasherRefusesAnEndedContext(t *testing.T) {
 		t.Errorf("an ended context took a slot: %d waits heard, %d running", waits, h.Stats().Running)
 	}
 }
+
+// TestNeedsRehash: a hash made with any parameters other than the Hasher's is redone on the
+// next successful verification, weaker and stronger alike (the OWASP parameters of earlier
+// versions come down to DefaultParams); one made with them, or unreadable, is left alone.
+func TestNeedsRehash(t *testing.T) {
+	h := NewHasher(DefaultParams(), 1, time.Second)
+	with := func(f func(*Params)) string {
+		p := DefaultParams()
+		f(&p)
+		phc, err := Hash("secret", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return phc
+	}
+	for _, tt := range []struct {
+		name string
+		phc  string
+		want bool
+	}{
+		{"the Hasher's parameters", with(func(*Params) {}), false},
+		{"OWASP's (earlier versions' default)", with(func(p *Params) { *p = OWASPParams() }), true},
+		{"more memory", with(func(p *Params) { p.MemoryKiB = 128 }), true},
+		{"more iterations", with(func(p *Params) { p.Iterations = 2 }), true},
+		{"less memory", with(func(p *Params) { p.MemoryKiB = 32 }), true},
+		{"a shorter salt", with(func(p *Params) { p.SaltLen = 8 }), true},
+		{"a longer hash", with(func(p *Params) { p.KeyLen = 64 }), true},
+		{"unreadable", "$argon2id$v=19$garbage", false},
+	} {
+		if got := h.NeedsRehash(tt.phc); got != tt.want {
+			t.Errorf("%s: NeedsRehash = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

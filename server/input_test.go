@@ -255,12 +255,19 @@ func TestReadinessAndSpec(t *testing.T) {
 	}
 }
 
-// TestHashParametersCanChange issues a key under cheap argon2id parameters, restarts the
-// service on the production defaults, and checks that the old key still verifies (its
-// PHC string carries its parameters) and is rehashed under the new ones on that first
-// verification, while new keys get the new ones from the start.
+// TestHashParametersCanChange issues a key under the OWASP parameters (the default of
+// earlier versions), restarts the service on the defaults (sized for generated secrets), and
+// checks that the old key still verifies (its PHC string carries its parameters) and is
+// rehashed under the new ones on that first verification, while new keys get the new ones
+// from the start; and that a server on the old parameters still verifies the rehashed key.
 func TestHashParametersCanChange(t *testing.T) {
-	eachEngine(t, func(t *testing.T, e *env) {
+	for _, engine := range testdb.Engines(t) {
+		t.Run(engine, func(t *testing.T) { hashParametersCanChange(t, newEnv(t, engine, keys.OWASPParams())) })
+	}
+}
+
+func hashParametersCanChange(t *testing.T, e *env) {
+	{
 		old := e.create(map[string]any{"name": "old"})
 		stored := func(id string) string {
 			k, err := e.store.GetKey(context.Background(), id)
@@ -272,8 +279,8 @@ func TestHashParametersCanChange(t *testing.T) {
 			}
 			return k.Hash
 		}
-		if h := stored(old["id"].(string)); !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
-			t.Fatalf("stored hash %q, want the cheap parameters", h)
+		if h := stored(old["id"].(string)); !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+			t.Fatalf("stored hash %q, want the OWASP parameters", h)
 		}
 		restarted := newServerWith(t, e.store, keys.DefaultParams())
 		restarted.clock.Set(e.clock.Now())
@@ -287,7 +294,7 @@ func TestHashParametersCanChange(t *testing.T) {
 			t.Errorf("a key hashed under the defaults: %v", v)
 		}
 		for _, id := range []string{old["id"].(string), fresh["id"].(string)} {
-			if h := stored(id); !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+			if h := stored(id); !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
 				t.Errorf("stored hash %q, want the defaults (rehashed on verification)", h)
 			}
 		}
@@ -298,7 +305,7 @@ func TestHashParametersCanChange(t *testing.T) {
 		if v := e.verify(map[string]any{"key": old["secretKey"]}); v["code"] != "VALID" {
 			t.Errorf("the rehashed key on the first server: %v", v)
 		}
-	})
+	}
 }
 
 // TestValuesAreKeptAsStored: timestamps come back in UTC at the stored precision from

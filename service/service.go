@@ -73,7 +73,7 @@ type Hasher interface {
 	Hash(ctx context.Context, secret string) (string, error)
 	Verify(ctx context.Context, secret, phc string) (bool, error)
 	Slots() int
-	// NeedsRehash reports whether phc was made with weaker parameters than new hashes.
+	// NeedsRehash reports whether phc was made with other parameters than new hashes.
 	NeedsRehash(phc string) bool
 }
 

@@ -197,6 +197,12 @@ func (h *harness) argonRun(d time.Duration) (float64, error) {
 	return float64(n.Load()) / time.Since(start).Seconds(), nil
 }
 
+// argonParams names the service's default argon2id parameters.
+func argonParams() string {
+	p := keys.DefaultParams()
+	return fmt.Sprintf("m=%d KiB, t=%d, p=%d", p.MemoryKiB, p.Iterations, p.Parallelism)
+}
+
 // argonCeiling is raw argon2.IDKey with the production parameters on GOMAXPROCS goroutines.
 func (h *harness) argonCeiling(d time.Duration) (float64, error) {
 	var rate float64
@@ -208,7 +214,7 @@ func (h *harness) argonCeiling(d time.Duration) (float64, error) {
 			return 0, err
 		}
 		c := cpuBetween(before, snapCPU(nil), nil)
-		h.logf("%-58s %.1f hashes/s (%s)", "argon2id ceiling (IDKey, m=19456 KiB, t=2, p=1)", r, c)
+		h.logf("%-58s %.1f hashes/s (%s)", "argon2id ceiling (IDKey, "+argonParams()+")", r, c)
 		rate = max(rate, r)
 		if !c.disturbed() {
 			break

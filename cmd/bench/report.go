@@ -151,7 +151,7 @@ func (h *harness) report() string {
 		e.nproc, e.cpu, e.memTotal, e.kernel, e.goCmd, e.wrk, *flagThreads, *flagConns, *flagDur)
 	fmt.Fprintf(&b, "| load average at start, end | %s; %s |\n| busiest processes at start | %s |\n| harness run time | %s |\n\n",
 		e.loadStart, e.loadEnd, e.otherProcs, e.elapsed.Round(time.Second))
-	b.WriteString("The service runs as its own process with its defaults, among them the production argon2id parameters (m=19456 KiB, t=2, p=1), " +
+	b.WriteString("The service runs as its own process with its defaults, among them the default argon2id parameters (" + argonParams() + "), " +
 		"except `APIKEYS_LOG_LEVEL=WARN`: at INFO it writes a JSON line to standard error for every request, which would be measured too. " +
 		"Ratios compare figures measured in this run; each row was measured after waiting (at most -quiet-wait) for other processes to leave the CPU, and run again (at most -retries times) when they took more than 0.15 of a core during it.\n\n")
 	b.WriteString(h.table())

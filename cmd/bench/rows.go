@@ -82,7 +82,7 @@ func (h *harness) postgresRows(bin string) error {
 	for _, r := range []*row{create, cold} {
 		r.baseVal = argon
 		r.base = fmt.Sprintf("argon2id ceiling %.1f hashes/s", argon)
-		r.detail += fmt.Sprintf(" The argon2id ceiling is `argon2.IDKey` with the production parameters (m=19456 KiB, t=2, p=1, 32 bytes) on GOMAXPROCS goroutines for 5 s, the mean of a run just before the create row (%.1f hashes/s) and one after this row (%.1f).", argonA, argonB)
+		r.detail += fmt.Sprintf(" The argon2id ceiling is `argon2.IDKey` with the default parameters (%s, 32 bytes) on GOMAXPROCS goroutines for 5 s, the mean of a run just before the create row (%.1f hashes/s) and one after this row (%.1f).", argonParams(), argonA, argonB)
 	}
 	h.add(create)
 	h.add(rss)
