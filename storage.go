@@ -16,6 +16,10 @@ type KeyStore interface {
 	GetKey(ctx context.Context, id string) (Key, error)
 	// GetKeyByHandle returns the key whose token carries handle. ENOTFOUND.
 	GetKeyByHandle(ctx context.Context, handle string) (Key, error)
+	// ListHandles returns up to limit lookup handles greater than after ("" for the first
+	// page), in the database's order of handles: passing the last one returned gets the next
+	// page, and an empty page ends the list. Every key's handle is listed, whatever its state.
+	ListHandles(ctx context.Context, after string, limit int) ([]string, error)
 	// ListKeys returns up to f.Limit keys matching f, newest first, and the cursor of the
 	// next page when more may follow. EINVALID for a filter it cannot apply.
 	ListKeys(ctx context.Context, f KeyFilter) ([]Key, *Cursor, error)

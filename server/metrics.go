@@ -142,6 +142,12 @@ var (
 		"1 while the change feed vouches for the key cache (its listener is connected and current), else 0.", nil, nil)
 	descLimited = prometheus.NewDesc("apikeys_verify_failures_limited_total",
 		"Wrong secrets answered NOT_FOUND without an argon2id run, their key's limit of failed runs being reached.", nil, nil)
+	descFilterAbsent = prometheus.NewDesc("apikeys_handle_filter_absent_total",
+		"Tokens answered NOT_FOUND by the handle filter, which holds every key's lookup handle, without a database read.", nil, nil)
+	descFilterLoads = prometheus.NewDesc("apikeys_handle_filter_loads_total",
+		"Times the handle filter was loaded from the database (at start, after the change feed lost changes, when it grew).", nil, nil)
+	descFilterReady = prometheus.NewDesc("apikeys_handle_filter_ready",
+		"1 while the handle filter answers (loaded and current), else 0: unknown handles are then read from the database.", nil, nil)
 	descUsageFlushes = prometheus.NewDesc("apikeys_usage_flushes_total",
 		"Batches of recorded key usage written to the database.", nil, nil)
 	descUsageRows = prometheus.NewDesc("apikeys_usage_flushed_keys_total",
@@ -160,7 +166,7 @@ var (
 
 func (c serviceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVerifications, descCacheHits, descCacheMisses, descCacheEvictions,
-		descInvalidations, descCacheFlushes, descFeedConnected, descLimited, descUsageFlushes, descUsageRows,
+		descInvalidations, descCacheFlushes, descFeedConnected, descLimited, descFilterAbsent, descFilterLoads, descFilterReady, descUsageFlushes, descUsageRows,
 		descUsageFailures, descHashSlots, descHashRunning, descHashWaiting, descHashBusy} {
 		ch <- d
 	}
@@ -188,6 +194,13 @@ func (c serviceCollector) Collect(ch chan<- prometheus.Metric) {
 		connected = 1
 	}
 	gauge(descFeedConnected, connected)
+	counter(descFilterAbsent, snap.Cache.FilterAbsent)
+	counter(descFilterLoads, snap.Cache.FilterLoads)
+	ready := int64(0)
+	if snap.Cache.FilterReady {
+		ready = 1
+	}
+	gauge(descFilterReady, ready)
 	counter(descUsageFlushes, snap.Usage.Flushes)
 	counter(descUsageRows, snap.Usage.Rows)
 	counter(descUsageFailures, snap.Usage.Failures)

@@ -88,6 +88,10 @@ type CacheStats struct {
 	Invalidations, Flushes int64
 	// Limited counts wrong secrets refused an argon2id run by the per-key failure limit.
 	Limited int64
+	// FilterAbsent counts handles the handle filter answered NOT_FOUND without a read;
+	// FilterLoads, its loads from the store; FilterReady is whether it answers now.
+	FilterAbsent, FilterLoads int64
+	FilterReady               bool
 }
 
 // UsageStats counts the writes of recorded key usage.
@@ -113,7 +117,8 @@ func (s *Service) Snapshot() Snapshot {
 	}
 	st := s.verifier.stats
 	out.Cache = CacheStats{Hits: st.Hits.Load(), Misses: st.Misses.Load(), Evictions: st.Evictions.Load(),
-		Invalidations: st.Invalidations.Load(), Flushes: st.Flushes.Load(), Limited: st.Limited.Load()}
+		Invalidations: st.Invalidations.Load(), Flushes: st.Flushes.Load(), Limited: st.Limited.Load(),
+		FilterAbsent: st.FilterAbsent.Load(), FilterLoads: st.FilterLoads.Load(), FilterReady: s.verifier.handles.ready()}
 	out.FeedConnected = s.verifier.connected()
 	out.Usage = UsageStats{Flushes: s.usage.flushes.Load(), Rows: s.usage.rows.Load(), Failures: s.usage.failures.Load()}
 	if h, ok := s.hasher.(hasherReporter); ok {

@@ -22,6 +22,7 @@ func TestSnapshotCounts(t *testing.T) {
 	if !e.svc.Snapshot().FeedConnected {
 		t.Error("FeedConnected false after FeedLive")
 	}
+	e.filterReady(t)
 	readOnly := func(k *apikeys.Key) { k.Scopes = []apikeys.Scope{apikeys.ScopeRead} }
 	good, _ := e.key(t, fastHash, readOnly)
 	revoked, _ := e.key(t, fastHash, readOnly, func(k *apikeys.Key) { at := t0; k.RevokedAt = &at })
@@ -78,15 +79,17 @@ func TestSnapshotCounts(t *testing.T) {
 		t.Errorf("verdicts listed: %v, want 8 for verify and 6 for bearer", seen)
 	}
 
-	// Four keys and one unknown handle were read once each; every other lookup was a hit.
+	// Four keys were read once each, and their creation heard; the unknown handle was
+	// answered by the handle filter (twice), every other lookup by the cache.
 	lookups := int64(len(verify) - 1 + 1 + len(bearer) - 1)
-	if got, want := snap.Cache, (service.CacheStats{Hits: lookups - 5, Misses: 5}); got != want {
+	if got, want := snap.Cache, (service.CacheStats{Hits: lookups - 4, Misses: 4, Invalidations: 4,
+		FilterAbsent: 2, FilterLoads: 1, FilterReady: true}); got != want {
 		t.Errorf("cache = %+v, want %+v", got, want)
 	}
 	e.feed.send(t, apikeys.ChangeEvent{Kind: apikeys.KeyChanged, Handle: "h"})
 	e.feed.send(t, apikeys.ChangeEvent{Kind: apikeys.FeedLost})
 	snap = e.svc.Snapshot()
-	if snap.Cache.Invalidations != 1 || snap.Cache.Flushes != 1 || snap.FeedConnected {
+	if snap.Cache.Invalidations != 5 || snap.Cache.Flushes != 1 || snap.FeedConnected || snap.Cache.FilterReady {
 		t.Errorf("after a change and a lost feed: cache %+v, connected %v", snap.Cache, snap.FeedConnected)
 	}
 
@@ -122,6 +125,7 @@ func TestSnapshotCountsFailedFlushesAndEvictions(t *testing.T) {
 		Hasher: keys.NewHasher(fastHash, 0, 0), Now: func() time.Time { return t0 }, UsageFlushInterval: time.Hour})
 	t.Cleanup(func() { svc.Close(ctx) })
 	e := &verifierEnv{svc: svc, store: st.fakeStore, feed: feed}
+	st.notify = func(h string) { feed.send(t, apikeys.ChangeEvent{Kind: apikeys.KeyChanged, Handle: h}) }
 	var err error
 	if e.admin, err = svc.Authenticate(ctx, adminToken, "", service.OpVerifyKey); err != nil {
 		t.Fatal(err)

@@ -25,7 +25,8 @@ import (
 // authentication alike, at memory speed on a hit and never with a stale VALID:
 //
 //	parse token (checksum; no I/O)
-//	→ key row by handle: the cache when the change feed vouches for it, else one indexed
+//	→ key row by handle: the cache when the change feed vouches for it; NOT_FOUND from the
+//	  handle filter (handles.go) when it vouches that no key carries the handle; else one indexed
 //	  read (one at a time per handle), put in the cache only if no change raced it
 //	→ proof memo: HMAC of the secret equal to the one proven against this very PHC string?
 //	  yes: right secret, no: wrong secret (a handle has one secret); no argon2id either way
@@ -74,6 +75,9 @@ type VerifierStats struct {
 	Hits, Misses, Loads, Argon2, MemoHits, MemoMismatches, Limited, Rehashed, Invalidations, Flushes atomic.Int64
 	// Evictions counts cache entries (rows and absent handles) dropped to make room.
 	Evictions atomic.Int64
+	// FilterAbsent counts handles answered NOT_FOUND by the handle filter, without a read;
+	// FilterLoads, the times the filter was loaded from the store.
+	FilterAbsent, FilterLoads atomic.Int64
 }
 
 type verifier struct {
@@ -82,6 +86,10 @@ type verifier struct {
 	log    *slog.Logger
 	macKey [32]byte
 	stats  *VerifierStats
+	// handles is the filter of every handle in the store; life is the watch's context, for
+	// its loads.
+	handles *handleFilter
+	life    context.Context
 
 	mu        sync.Mutex // guards gen, trustedTo, lost and the order of cache writes
 	gen       uint64     // bumped by every change and flush
@@ -101,7 +109,8 @@ func newVerifier(st apikeys.KeyStore, h Hasher, log *slog.Logger, entries int) *
 	if entries <= 0 {
 		entries = defaultCacheEntries
 	}
-	v := &verifier{store: st, hasher: h, log: log, stats: &VerifierStats{}}
+	v := &verifier{store: st, hasher: h, log: log, stats: &VerifierStats{}, life: context.Background()}
+	v.handles = newHandleFilter(st, log, v.stats)
 	if _, err := rand.Read(v.macKey[:]); err != nil {
 		panic("crypto/rand failed: " + err.Error()) // Go's crypto/rand does not fail on Linux
 	}
@@ -115,6 +124,9 @@ func newVerifier(st apikeys.KeyStore, h Hasher, log *slog.Logger, entries int) *
 
 // watch keeps the cache in step with feed until ctx ends.
 func (v *verifier) watch(ctx context.Context, feed apikeys.ChangeFeed) {
+	v.mu.Lock()
+	v.life = ctx
+	v.mu.Unlock()
 	for ctx.Err() == nil {
 		if err := feed.Watch(ctx, v.onChange); err != nil && ctx.Err() == nil {
 			v.log.Warn("change feed stopped; the key cache is not trusted until it is back", "err", err)
@@ -136,10 +148,12 @@ func (v *verifier) onChange(ev apikeys.ChangeEvent) {
 		v.gen++
 		v.rows.Remove(ev.Handle)
 		v.absent.Remove(ev.Handle)
+		v.handles.add(ev.Handle)
 		v.stats.Invalidations.Add(1)
 	case apikeys.FeedLost:
 		v.lost, v.trustedTo = true, time.Time{}
 		v.flushLocked()
+		v.handles.lost()
 	case apikeys.FeedLive:
 		if v.lost {
 			// Changes may have been missed while the feed was down: nothing cached
@@ -150,6 +164,7 @@ func (v *verifier) onChange(ev apikeys.ChangeEvent) {
 		if until := ev.At.Add(trustWindow); until.After(v.trustedTo) {
 			v.trustedTo = until
 		}
+		v.handles.live(v.life)
 	}
 }
 
@@ -181,6 +196,11 @@ func (v *verifier) row(ctx context.Context, handle string) (apikeys.Key, bool, e
 		if r, ok := v.rows.Get(handle); ok && time.Since(r.loaded) < freshness {
 			v.stats.Hits.Add(1)
 			return r.key, true, nil
+		}
+		if v.handles.absent(handle) {
+			v.stats.Hits.Add(1)
+			v.stats.FilterAbsent.Add(1)
+			return apikeys.Key{}, false, nil
 		}
 		if at, ok := v.absent.Get(handle); ok && time.Since(at) < freshness {
 			v.stats.Hits.Add(1)

@@ -2,6 +2,8 @@ package service_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +24,36 @@ type fakeStore struct {
 	block  chan struct{} // closed by the test to let a held read return
 	inRead chan struct{} // receives when a read is held
 	hashes map[string]string
+	// notify hears every put, as a real store's change feed does.
+	notify func(handle string)
+	lists  int // ListHandles calls
+	// listErr fails ListHandles; listHeld, when set, holds each call until it receives.
+	listErr  error
+	listHeld chan struct{}
+}
+
+// ListHandles pages through the handles in byte order, as the store does in its own.
+func (f *fakeStore) ListHandles(_ context.Context, after string, limit int) ([]string, error) {
+	f.mu.Lock()
+	held := f.listHeld
+	f.mu.Unlock()
+	if held != nil {
+		<-held
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
+	hs := []string{}
+	for h := range f.rows {
+		if h > after {
+			hs = append(hs, h)
+		}
+	}
+	slices.Sort(hs)
+	return hs[:min(limit, len(hs))], nil
 }
 
 func (f *fakeStore) GetKeyByHandle(_ context.Context, handle string) (apikeys.Key, error) {
@@ -63,8 +95,12 @@ func (f *fakeStore) readCount() int {
 
 func (f *fakeStore) put(k apikeys.Key) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.rows[k.Handle] = k
+	notify := f.notify
+	f.mu.Unlock()
+	if notify != nil {
+		notify(k.Handle)
+	}
 }
 
 // fakeFeed is a change feed the test drives by hand.
@@ -115,6 +151,7 @@ func newVerifierEnv(t *testing.T, hash keys.Params) *verifierEnv {
 	e.svc = service.New(service.Config{Store: e.store, AdminToken: adminToken, Feed: e.feed,
 		Hasher: keys.NewHasher(hash, 0, 0), Now: func() time.Time { return *e.clock }, UsageFlushInterval: time.Hour})
 	t.Cleanup(func() { e.svc.Close(ctx) })
+	e.store.notify = func(h string) { e.feed.send(t, apikeys.ChangeEvent{Kind: apikeys.KeyChanged, Handle: h}) }
 	var err error
 	if e.admin, err = e.svc.Authenticate(ctx, adminToken, "", service.OpVerifyKey); err != nil {
 		t.Fatal(err)
@@ -140,6 +177,17 @@ func (e *verifierEnv) key(t *testing.T, p keys.Params, mut ...func(*apikeys.Key)
 	}
 	e.store.put(k)
 	return tok.Secret(), k
+}
+
+// filterReady waits until the handle filter answers.
+func (e *verifierEnv) filterReady(t *testing.T) {
+	t.Helper()
+	for i := 0; !e.svc.Snapshot().Cache.FilterReady; i++ {
+		if i > 2000 {
+			t.Fatal("the handle filter never became ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (e *verifierEnv) verify(t *testing.T, token string) apikeys.VerifyCode {
@@ -187,10 +235,12 @@ func TestVerifierHitMissMemo(t *testing.T) {
 	}
 }
 
-// TestVerifierNegativeEntries: an unknown handle is read once, then answered from memory,
-// until a key with that handle is created.
+// TestVerifierNegativeEntries: without the handle filter (its loads fail here; a handle it
+// wrongly holds is the same case), an unknown handle is read once, then answered from
+// memory, until a key with that handle is created.
 func TestVerifierNegativeEntries(t *testing.T) {
 	e := newVerifierEnv(t, fastHash)
+	e.store.listErr = errors.New("no handles today")
 	e.feed.live(t)
 	tok, _ := keys.Generate(keys.DefaultPrefix)
 	for i := 0; i < 5; i++ {
@@ -387,5 +437,76 @@ func TestWrongSecretCostsTheSameWhateverTheStatus(t *testing.T) {
 				e.verify(t, token) // the right secret: remembered from now on
 			}
 		}
+	}
+}
+
+// TestVerifierHandleFilter: once loaded, the handle filter answers unknown handles NOT_FOUND
+// without a read, hears created keys (which verify at once), and after a lost feed lets
+// unknown handles be read until it is loaded again; a load across a loss is not used.
+func TestVerifierHandleFilter(t *testing.T) {
+	e := newVerifierEnv(t, fastHash)
+	before, _ := e.key(t, fastHash) // in the store before the filter loads
+	e.feed.live(t)
+	e.filterReady(t)
+	st := e.svc.Stats()
+	unknown := func() string {
+		tok, err := keys.Generate(keys.DefaultPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Secret()
+	}
+	for i := range 50 {
+		if got := e.verify(t, unknown()); got != apikeys.CodeNotFound {
+			t.Fatalf("unknown handle %d: %s", i, got)
+		}
+	}
+	if n := e.store.readCount(); n != 0 {
+		t.Errorf("50 unknown handles with the filter loaded: %d reads, want 0", n)
+	}
+	if n := st.FilterAbsent.Load(); n != 50 {
+		t.Errorf("FilterAbsent = %d, want 50", n)
+	}
+	after, _ := e.key(t, fastHash) // heard from the feed
+	for name, token := range map[string]string{"a key loaded with the filter": before, "a key created after": after} {
+		if got := e.verify(t, token); got != apikeys.CodeValid {
+			t.Errorf("%s: %s", name, got)
+		}
+	}
+	// The feed loses changes: creates may go unheard, so unknown handles are read.
+	e.feed.send(t, apikeys.ChangeEvent{Kind: apikeys.FeedLost})
+	reads := e.store.readCount()
+	e.store.mu.Lock()
+	e.store.listHeld = make(chan struct{})
+	e.store.mu.Unlock()
+	e.feed.live(t) // starts a load, held in its first page
+	if got := e.verify(t, unknown()); got != apikeys.CodeNotFound {
+		t.Errorf("unknown handle while the filter reloads: %s", got)
+	}
+	if n := e.store.readCount() - reads; n != 1 {
+		t.Errorf("unknown handle after a lost feed: %d reads, want 1", n)
+	}
+	// A loss during that load: the load must not be used when it ends.
+	e.feed.send(t, apikeys.ChangeEvent{Kind: apikeys.FeedLost})
+	e.store.listHeld <- struct{}{} // the first page
+	e.store.listHeld <- struct{}{} // the empty page that ends it
+	time.Sleep(20 * time.Millisecond)
+	if e.svc.Snapshot().Cache.FilterReady {
+		t.Error("a load across a lost feed was used")
+	}
+	e.store.mu.Lock()
+	held := e.store.listHeld
+	e.store.listHeld = nil
+	e.store.mu.Unlock()
+	close(held)
+	e.feed.live(t)
+	e.filterReady(t)
+	if n := st.FilterLoads.Load(); n != 2 {
+		t.Errorf("FilterLoads = %d, want 2 (at start, after the feed came back)", n)
+	}
+	reads = e.store.readCount()
+	e.verify(t, unknown())
+	if n := e.store.readCount() - reads; n != 0 {
+		t.Errorf("unknown handle with the filter reloaded: %d reads, want 0", n)
 	}
 }

@@ -134,6 +134,19 @@ func (s *Store) GetKeyByHandle(ctx context.Context, handle string) (apikeys.Key,
 	return s.getKey(ctx, s.db, "lookup_handle", handle, false)
 }
 
+// ListHandles pages through the unique index of lookup handles: each page is one short
+// indexed query, bounded like any other call, whatever the number of keys.
+func (s *Store) ListHandles(ctx context.Context, after string, limit int) ([]string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	hs := []string{}
+	q := s.db.Rebind("SELECT lookup_handle FROM api_keys WHERE lookup_handle > ? ORDER BY lookup_handle LIMIT ?")
+	if err := s.db.SelectContext(ctx, &hs, q, after, limit); err != nil {
+		return nil, s.translate(err)
+	}
+	return hs, nil
+}
+
 // getKey loads the key whose column equals value, locking its row when forUpdate (SQLite
 // needs no lock: its write transactions take the database at BEGIN). ENOTFOUND.
 func (s *Store) getKey(ctx context.Context, q sqlx.QueryerContext, column, value string, forUpdate bool) (apikeys.Key, error) {

@@ -21,6 +21,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -45,6 +46,7 @@ var suite = []struct {
 	fn   func(t *testing.T, s apikeys.KeyStore)
 }{
 	{"Ping", testPing},
+	{"ListHandles", testListHandles},
 	{"CreateGetRoundTrip", testCreateGetRoundTrip},
 	{"NotFound", testNotFound},
 	{"CreateIsAllOrNothing", testCreateIsAllOrNothing},
@@ -113,6 +115,50 @@ func getKey(t *testing.T, s apikeys.KeyStore, id string) apikeys.Key {
 func testPing(t *testing.T, s apikeys.KeyStore) {
 	if err := s.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+// testListHandles: paging with the last handle of each page lists every key's handle once,
+// revoked keys included, in pages of at most the limit, and ends with an empty page.
+func testListHandles(t *testing.T, s apikeys.KeyStore) {
+	ctx := t.Context()
+	want := map[string]bool{}
+	var batch []apikeys.NewKey
+	for i := range 23 {
+		nk := newKey(t0.Add(time.Duration(i) * time.Second))
+		want[nk.Handle] = true
+		batch = append(batch, nk)
+	}
+	create(t, s, batch...)
+	if _, err := s.UpdateKey(ctx, batch[3].ID, func(k *apikeys.Key) error { k.RevokedAt = ptr(t0); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatalf("more than 10 pages of 5 for 23 handles: the list does not end (after %q)", after)
+		}
+		hs, err := s.ListHandles(ctx, after, 5)
+		if err != nil {
+			t.Fatalf("ListHandles(%q, 5): %v", after, err)
+		}
+		if len(hs) > 5 {
+			t.Fatalf("ListHandles(%q, 5) returned %d", after, len(hs))
+		}
+		if len(hs) == 0 {
+			break
+		}
+		for _, h := range hs {
+			if got[h] {
+				t.Errorf("handle %q listed twice", h)
+			}
+			got[h] = true
+		}
+		after = hs[len(hs)-1]
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("listed %d handles, want the %d created: %v", len(got), len(want), got)
 	}
 }
 
