@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lib/pq"
+	"slices"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -349,6 +351,14 @@ func (s *Store) RecordUsage(ctx context.Context, uses []apikeys.Usage) error {
 	if len(uses) == 0 {
 		return nil
 	}
+	// In the order of ids: replicas flushing the same keys take their row locks in the same
+	// order, so that they wait for each other briefly instead of deadlocking.
+	uses = slices.Clone(uses)
+	slices.SortFunc(uses, func(a, b apikeys.Usage) int { return strings.Compare(a.KeyID, b.KeyID) })
+	if s.dialect == postgres {
+		return s.recordUsagePostgres(ctx, uses)
+	}
+	// SQLite: one writer at a time, and no row locks to hold.
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		stmt, err := tx.PreparexContext(ctx, tx.Rebind(`UPDATE api_keys SET last_used_at = ?, last_used_ip = ?
 			WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`))
@@ -364,6 +374,37 @@ func (s *Store) RecordUsage(ctx context.Context, uses []apikeys.Usage) error {
 		}
 		return nil
 	})
+}
+
+// usagePage bounds the keys of one usage statement.
+const usagePage = 1000
+
+// recordUsagePostgres writes each page of uses in one statement, in its own transaction:
+// its rows are locked (in id order) for one round trip, not for one per key, so that a
+// revoke of one of them waits milliseconds, and no write waits for a whole flush.
+func (s *Store) recordUsagePostgres(ctx context.Context, uses []apikeys.Usage) error {
+	for page := range slices.Chunk(uses, usagePage) {
+		ids, ats, ips := make([]string, len(page)), make([]string, len(page)), make([]sql.NullString, len(page))
+		for i, u := range page {
+			ids[i], ats[i] = u.KeyID, formatTime(u.At)
+			ips[i] = sql.NullString{String: u.IP, Valid: u.IP != ""}
+		}
+		_, err := s.db.ExecContext(ctx, `WITH u AS (
+				SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS u(id, at, ip)
+			), locked AS (
+				SELECT k.id FROM api_keys k JOIN u ON u.id = k.id
+				WHERE k.last_used_at IS NULL OR k.last_used_at < u.at
+				ORDER BY k.id FOR UPDATE OF k
+			)
+			UPDATE api_keys AS k SET last_used_at = u.at, last_used_ip = u.ip
+			FROM u WHERE k.id = u.id AND k.id IN (SELECT id FROM locked)
+				AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
+			pq.Array(ids), pq.Array(ats), pq.Array(ips))
+		if err != nil {
+			return s.translate(err)
+		}
+	}
+	return nil
 }
 
 // GetSubject returns the subject with the given id, or ENOTFOUND.
