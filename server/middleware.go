@@ -150,10 +150,16 @@ const (
 	maxBatchBody = 1 << 20
 )
 
+// The body limits, built once: Echo applies its middleware to the handler on every request,
+// and BodyLimit parses its limit (with regular expressions) when it is built.
+var (
+	smallBodyLimit = echomw.BodyLimit(fmt.Sprintf("%dB", maxBody))
+	largeBodyLimit = echomw.BodyLimit(fmt.Sprintf("%dB", maxBatchBody))
+)
+
 // bodyLimits answers 413 to a body over its operation's limit.
 func (s *Server) bodyLimits(next echo.HandlerFunc) echo.HandlerFunc {
-	small := echomw.BodyLimit(fmt.Sprintf("%dB", maxBody))(next)
-	large := echomw.BodyLimit(fmt.Sprintf("%dB", maxBatchBody))(next)
+	small, large := smallBodyLimit(next), largeBodyLimit(next)
 	return func(c echo.Context) error {
 		if c.Path() == "/api-keys/batch" {
 			return large(c)

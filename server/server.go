@@ -170,7 +170,7 @@ func New(cfg Config) (*Server, error) {
 	// Registered again, the route keeps its place and its middleware and takes this handler.
 	e.POST("/api-keys/verify", s.verifyRoute)
 	e.GET("/docs/*", s.docsAsset) // the reference page's assets (docs.go): no operation of the spec
-	// /docs/ and HEAD /docs answer as GET /docs, as a person typing the address or a link
+	// /docs/ answers as /docs (GET and HEAD), as a person typing the address or a link
 	// checker expects; net/http sends no body to a HEAD.
 	e.GET("/docs/", docsPageRoute)
 	e.HEAD("/docs/", docsPageRoute)
