@@ -91,10 +91,12 @@ type verifier struct {
 	handles *handleFilter
 	life    context.Context
 
-	mu        sync.Mutex // guards gen, trustedTo, lost and the order of cache writes
-	gen       uint64     // bumped by every change and flush
-	trustedTo time.Time  // the cache may be used before this instant (wall clock)
-	lost      bool       // the feed lost changes since the last FeedLive
+	// mu orders the writers of gen, trustedTo and lost, and cache writes against changes;
+	// readers of gen and trustedTo (every verification) take no lock.
+	mu        sync.Mutex
+	gen       atomic.Uint64 // bumped by every change and flush
+	trustedTo atomic.Int64  // the cache may be used before this instant (Unix ns; 0: never)
+	lost      bool          // the feed lost changes since the last FeedLive
 	rows      *lru.Cache[string, cachedRow]
 	absent    *lru.Cache[string, time.Time] // handles no key carries, and when that was read
 
@@ -145,13 +147,14 @@ func (v *verifier) onChange(ev apikeys.ChangeEvent) {
 	defer v.mu.Unlock()
 	switch ev.Kind {
 	case apikeys.KeyChanged:
-		v.gen++
+		v.gen.Add(1)
 		v.rows.Remove(ev.Handle)
 		v.absent.Remove(ev.Handle)
 		v.handles.add(ev.Handle)
 		v.stats.Invalidations.Add(1)
 	case apikeys.FeedLost:
-		v.lost, v.trustedTo = true, time.Time{}
+		v.lost = true
+		v.trustedTo.Store(0)
 		v.flushLocked()
 		v.handles.lost()
 	case apikeys.FeedLive:
@@ -161,15 +164,15 @@ func (v *verifier) onChange(ev apikeys.ChangeEvent) {
 			v.flushLocked()
 			v.lost = false
 		}
-		if until := ev.At.Add(trustWindow); until.After(v.trustedTo) {
-			v.trustedTo = until
+		if until := ev.At.Add(trustWindow).UnixNano(); until > v.trustedTo.Load() {
+			v.trustedTo.Store(until)
 		}
 		v.handles.live(v.life)
 	}
 }
 
 func (v *verifier) flushLocked() {
-	v.gen++
+	v.gen.Add(1)
 	v.rows.Purge()
 	v.absent.Purge()
 	v.stats.Flushes.Add(1)
@@ -183,9 +186,8 @@ func (v *verifier) connected() bool {
 
 // trusted reports whether cached rows may be used now, and the generation to load under.
 func (v *verifier) trusted() (bool, uint64) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return time.Now().Before(v.trustedTo), v.gen
+	gen := v.gen.Load() // first: a generation older than the trust read is only more careful
+	return time.Now().UnixNano() < v.trustedTo.Load(), gen
 }
 
 // row returns the key carrying handle (found false when none does): from the cache when the
@@ -223,7 +225,7 @@ func (v *verifier) row(ctx context.Context, handle string) (apikeys.Key, bool, e
 		}
 		v.mu.Lock()
 		// Cache only what no change raced: a change bumps gen, and its row is stale.
-		if v.gen == gen && time.Now().Before(v.trustedTo) {
+		if v.gen.Load() == gen && time.Now().UnixNano() < v.trustedTo.Load() {
 			var evicted bool
 			if found {
 				evicted = v.rows.Add(handle, cachedRow{key: k, found: true, loaded: loaded})
