@@ -218,7 +218,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	lw := newLogWriter(stderr)
+	defer lw.Close()
+	log := slog.New(flushingHandler{slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.logLevel}), lw})
 
 	tuneGC(getenv)
 	st, err := store.OpenWith(ctx, cfg.databaseURL, store.Options{Timeout: cfg.dbTimeout})
