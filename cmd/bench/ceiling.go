@@ -298,6 +298,11 @@ type sqlResult struct {
 // sqlCeiling runs query through sqlx on 32 connections (the store's pool size) from as many
 // goroutines for d, each query scanning its rows into a slice as ListKeys does.
 func (h *harness) sqlCeiling(db *sqlx.DB, query string, args []any, d time.Duration) (sqlResult, error) {
+	return h.sqlCeilingWith(db, query, func() []any { return args }, d)
+}
+
+// sqlCeilingWith is sqlCeiling with arguments chosen for each query.
+func (h *harness) sqlCeilingWith(db *sqlx.DB, query string, args func() []any, d time.Duration) (sqlResult, error) {
 	run := func() (sqlResult, error) {
 		before := snapCPU(nil)
 		var (
@@ -317,7 +322,7 @@ func (h *harness) sqlCeiling(db *sqlx.DB, query string, args []any, d time.Durat
 				for time.Now().Before(deadline) && h.ctx.Err() == nil {
 					t := time.Now()
 					var rows []sqlRow
-					if err := db.SelectContext(h.ctx, &rows, query, args...); err != nil {
+					if err := db.SelectContext(h.ctx, &rows, query, args()...); err != nil {
 						mu.Lock()
 						if firstErr == nil {
 							firstErr = err

@@ -214,6 +214,9 @@ type server struct {
 	base  string // http://127.0.0.1:port
 	admin string
 	kind  string // PostgreSQL or SQLite
+	// port and extraEnv, to start it again
+	port     int
+	extraEnv []string
 }
 
 const adminToken = "bench-admin-token-0123456789abcdef"
@@ -225,6 +228,15 @@ func (h *harness) startServer(bin, name, kind, dbURL string, extraEnv ...string)
 	if err != nil {
 		return nil, err
 	}
+	return h.startServerOn(bin, name, kind, dbURL, port, extraEnv...)
+}
+
+// restartServer starts a server like old, which has ended, on its port.
+func (h *harness) restartServer(bin, name string, old *server, dbURL string) (*server, error) {
+	return h.startServerOn(bin, name, old.kind, dbURL, old.port, old.extraEnv...)
+}
+
+func (h *harness) startServerOn(bin, name, kind, dbURL string, port int, extraEnv ...string) (*server, error) {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "APIKEYS_") && !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GOGC=") {
@@ -242,7 +254,7 @@ func (h *harness) startServer(bin, name, kind, dbURL string, extraEnv ...string)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{proc: p, base: fmt.Sprintf("http://127.0.0.1:%d", port), admin: adminToken, kind: kind}
+	s := &server{proc: p, base: fmt.Sprintf("http://127.0.0.1:%d", port), admin: adminToken, kind: kind, port: port, extraEnv: extraEnv}
 	if err := h.waitReady(s.base+"/readyz", p, 90*time.Second); err != nil {
 		return nil, err
 	}

@@ -53,6 +53,9 @@ func (h *harness) postgresRows(bin string) error {
 	if err := h.unknownMissRow(srv, ceiling); err != nil {
 		return err
 	}
+	if err := h.defaultsHitRow(bin, dbURL, "PostgreSQL"); err != nil {
+		return err
+	}
 	if err := h.listRows(srv, db); err != nil {
 		return err
 	}
@@ -66,28 +69,36 @@ func (h *harness) postgresRows(bin string) error {
 	if err != nil {
 		return err
 	}
-	rss, pool, err := h.rssRow(srv)
-	if err != nil {
-		return err
-	}
-	cold, pool, err := h.coldMissRow(srv, pool, argonA)
-	if err != nil {
-		return err
-	}
 	argonB, err := h.argonCeiling(5 * time.Second)
 	if err != nil {
 		return err
 	}
+	rss, pool, err := h.rssRow(srv)
+	if err != nil {
+		return err
+	}
 	argon := (argonA + argonB) / 2
-	for _, r := range []*row{create, cold} {
+	for _, r := range []*row{create} {
 		r.baseVal = argon
 		r.base = fmt.Sprintf("argon2id ceiling %.1f hashes/s", argon)
 		r.detail += fmt.Sprintf(" The argon2id ceiling is `argon2.IDKey` with the default parameters (%s, 32 bytes) on GOMAXPROCS goroutines for 5 s, the mean of a run just before the create row (%.1f hashes/s) and one after this row (%.1f).", argonParams(), argonA, argonB)
 	}
 	h.add(create)
 	h.add(rss)
-	h.add(cold)
-	if err := h.knownMissRow(bin, dbURL, pool, ceiling); err != nil {
+	if err := h.firstVerifyRow(bin, dbURL, srv, firstVerifyKeys, "PostgreSQL"); err != nil {
+		return err
+	}
+	if len(pool) < knownMissKeys {
+		more, err := srv.batchCreate(h.ctx, knownMissKeys-len(pool))
+		if err != nil {
+			return err
+		}
+		pool = append(pool, more...)
+	}
+	if err := h.knownMissRow(bin, dbURL, db, pool); err != nil {
+		return err
+	}
+	if err := h.restartRow(bin, dbURL, srv, restartKeys); err != nil {
 		return err
 	}
 	h.profileMissed(first, body)
@@ -111,10 +122,23 @@ func (h *harness) sqliteRows(bin string) error {
 	if err := h.unknownMissRow(srv, ceiling); err != nil {
 		return err
 	}
+	if err := h.defaultsHitRow(bin, dbURL, "SQLite"); err != nil {
+		return err
+	}
+	if err := h.firstVerifyRow(bin, dbURL, srv, firstVerifyKeys, "SQLite"); err != nil {
+		return err
+	}
 	h.profileMissed(first, body)
 	srv.stop()
 	return nil
 }
+
+// The keys of the rows at scale: first verifications, the known-key miss, the restart.
+const (
+	firstVerifyKeys = 10_000
+	knownMissKeys   = 600
+	restartKeys     = 10_000
+)
 
 // profileMissed profiles every row from first on that missed its target, and the HTTP ceiling
 // once when a verify row did.
@@ -241,10 +265,19 @@ func (h *harness) unknownMissRow(srv *server, ceiling float64) error {
 	if err != nil {
 		return err
 	}
-	h.add(&row{db: srv.kind, name: "verify, miss: a new unknown handle each time (one indexed read)", value: r.RPS, unit: "req/s", p99: r.P99,
-		base: fmt.Sprintf("HTTP ceiling %.0f req/s", ceiling), baseVal: ceiling, disturbd: r.cpu.disturbed(),
+	tgt, ok := relTarget(0.50, 2, h.ceilingOf(srv.kind), "HTTP ceiling")
+	h.add(&row{db: srv.kind, name: "verify, a new unknown handle each time (the handle filter)", value: r.RPS, unit: "req/s", p99: r.P99,
+		base: fmt.Sprintf("HTTP ceiling %.0f req/s", ceiling), baseVal: ceiling, disturbd: r.cpu.disturbed(), target: tgt, ok: ok,
+		pid: srv.pid(), rerun: measure,
 		detail: fmt.Sprintf("wrk cycling through %d well-formed tokens whose handles no key has (the negative cache holds 20,000, so none is cached when it comes again), every answer NOT_FOUND: %s.", n, r)})
-	return nil
+	target, err := srv.createKey(h.ctx, map[string]any{"name": "bench flood target"})
+	if err != nil {
+		return err
+	}
+	if code, err := srv.verifyCode(h.ctx, srv.admin, target.SecretKey); err != nil || code != "VALID" {
+		return fmt.Errorf("flood row: %s %v", code, err)
+	}
+	return h.floodRow(srv, file, target.SecretKey)
 }
 
 // listRows: the first page and a page half-way down the million keys, against the same query
@@ -413,38 +446,6 @@ func (h *harness) rssRow(srv *server) (*row, []string, error) {
 			strings.Join(codes, ", "), took.Seconds(), slowest.Seconds(), float64(before)/1024, float64(peak)/1024, how, float64(hwm)/1024, float64(polled)/1024)}, secrets, nil
 }
 
-// coldMissRow: the first verification of keys never verified since the server started: the
-// row is read from the database and argon2id runs, once per key. Each request takes a key no
-// earlier request took.
-func (h *harness) coldMissRow(srv *server, pool []string, argon float64) (*row, []string, error) {
-	dur := max(*flagDur/2, 3*time.Second)
-	need := int(argon*dur.Seconds()*1.6) + 64
-	if len(pool) < need {
-		more, err := srv.batchCreate(h.ctx, need-len(pool))
-		if err != nil {
-			return nil, nil, fmt.Errorf("create keys for the cold verify row: %w", err)
-		}
-		pool = append(pool, more...)
-	}
-	file, err := h.tokensFile("cold.txt", pool)
-	if err != nil {
-		return nil, nil, err
-	}
-	l := load{method: "POST", path: "/api-keys/verify", bearer: srv.admin, keysFile: file}
-	h.waitQuiet("the cold verify row")
-	r, err := h.wrk(srv.base, l, dur, *flagConns, srv.pid())
-	if err != nil {
-		return nil, nil, err
-	}
-	h.logf("%-58s %s", "verify, cold miss [PostgreSQL]", r)
-	detail := fmt.Sprintf("wrk cycling through %d keys created through the API and never verified, every answer 200 VALID, for %s: %s.", len(pool), dur, r)
-	if r.Requests > int64(len(pool)) {
-		detail += fmt.Sprintf(" %d requests came back to a key already verified (a hit): the figure is too high.", r.Requests-int64(len(pool)))
-	}
-	return &row{db: "PostgreSQL", name: "verify, miss: a key's first verification (row read + argon2id)", value: r.RPS, unit: "req/s", p99: r.P99,
-		disturbd: r.cpu.disturbed(), detail: detail}, pool, nil
-}
-
 // knownMissCache is the key cache of the server of the known-key miss row: far fewer rows
 // than the keys it cycles through, so that each verification misses it.
 const knownMissCache = 64
@@ -454,7 +455,7 @@ const knownMissCache = 64
 // no argon2id. A second server on the same database runs with APIKEYS_CACHE_ENTRIES=64; each
 // key of pool is verified once through it first (argon2id, filling its memo), then wrk cycles
 // through them all.
-func (h *harness) knownMissRow(bin, dbURL string, pool []string, ceiling float64) error {
+func (h *harness) knownMissRow(bin, dbURL string, db *sqlx.DB, pool []string) error {
 	srv, err := h.startServer(bin, "apikeys-smallcache", "PostgreSQL", dbURL, fmt.Sprintf("APIKEYS_CACHE_ENTRIES=%d", knownMissCache))
 	if err != nil {
 		return err
@@ -508,8 +509,26 @@ func (h *harness) knownMissRow(bin, dbURL string, pool []string, ceiling float64
 	if code, err := srv.verifyCode(h.ctx, srv.admin, pool[0]); err != nil || code != "VALID" {
 		return fmt.Errorf("known-key miss row: after the load %s answered %s (%v)", pool[0], code, err)
 	}
-	h.add(&row{db: "PostgreSQL", name: "verify, miss: a known key's row not cached (row read, proof memo hit)", value: r.RPS, unit: "req/s", p99: r.P99,
-		base: fmt.Sprintf("HTTP ceiling %.0f req/s", ceiling), baseVal: ceiling, disturbd: r.cpu.disturbed(),
+	handles := make([]string, 0, len(pool))
+	for _, k := range pool {
+		tok, err := keys.Parse(k)
+		if err != nil {
+			return err
+		}
+		handles = append(handles, tok.Handle())
+	}
+	sq, err := h.pointReadCeiling(db, handles, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("point-read ceiling: %w", err)
+	}
+	base := &row{p99: time.Duration(sq.P99 * 1e6)}
+	tgt, ok := relTarget(0.50, 2, base, "point-read ceiling")
+	h.add(&row{db: "PostgreSQL", name: "point-read ceiling: the store's GetKeyByHandle statement through lib/pq (baseline)", value: sq.QPS, unit: "queries/s", p99: base.p99,
+		detail: fmt.Sprintf("`%s` through sqlx and lib/pq (binary parameters, as the store sends them) from %d goroutines on a pool of 32 for 5 s, cycling through the %d handles of the row below: %.0f queries/s, p99 %.2f ms (%s).",
+			strings.Replace(pointReadSQL, keyColumns, "<the 25 columns>", 1), *flagConns, len(handles), sq.QPS, sq.P99, sq.cpu)})
+	h.addNow(&row{db: "PostgreSQL", name: "verify, a known key whose row is not cached (row read, proof memo hit)", value: r.RPS, unit: "req/s", p99: r.P99,
+		base: fmt.Sprintf("point-read ceiling %.0f queries/s", sq.QPS), baseVal: sq.QPS, disturbd: r.cpu.disturbed(), target: tgt, ok: ok,
+		pid: srv.pid(), rerun: measure,
 		detail: fmt.Sprintf("a second server process on the same database with APIKEYS_CACHE_ENTRIES=%d; each of %d keys was verified once through it first (argon2id, which puts its proof in the memo), then wrk cycled through them all, every answer 200 VALID: each request reads its key's row (the cache holds %d rows, a key comes back after %d others) and compares an HMAC, no argon2id: %s.", knownMissCache, len(pool), knownMissCache, len(pool)-1, r)})
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -64,7 +65,7 @@ function done(summary, latency, requests)
 end
 `
 
-var scriptSeq int
+var scriptSeq atomic.Int64
 
 // script writes l as a wrk Lua script into the temp dir.
 func (h *harness) script(l load, threads int) (string, error) {
@@ -102,8 +103,7 @@ end
 `, luaString(l.keysFile), threads)
 	}
 	b.WriteString(luaDone)
-	scriptSeq++
-	path := filepath.Join(h.tmp, fmt.Sprintf("load%02d.lua", scriptSeq))
+	path := filepath.Join(h.tmp, fmt.Sprintf("load%02d.lua", scriptSeq.Add(1)))
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
