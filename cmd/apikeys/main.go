@@ -58,6 +58,7 @@ var settings = []struct{ name, def, meaning string }{
 	{"APIKEYS_CACHE_ENTRIES", "50000", "key rows each replica keeps in memory"},
 	{"APIKEYS_LOG_LEVEL", "INFO", "DEBUG, INFO, WARN or ERROR; JSON lines on standard error"},
 	{"APIKEYS_DB_TIMEOUT", "3s", "bound of every database call"},
+	{"APIKEYS_DB_MAX_CONNS", "4 per core, at least 8", "PostgreSQL connections of each replica's pool"},
 	{"APIKEYS_REQUEST_TIMEOUT", "10s", "deadline of each request's work (503 past it)"},
 	{"APIKEYS_MAX_CONNS", "1024", "connections served at once"},
 	{"APIKEYS_IDLE_TIMEOUT", "30s", "how long an idle keep-alive connection is kept"},
@@ -86,6 +87,7 @@ type config struct {
 	hash          keys.Params
 	flushInterval time.Duration
 	cacheEntries  int
+	dbMaxConns    int
 	logLevel      slog.Level
 
 	dbTimeout      time.Duration // each database call
@@ -187,6 +189,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.dbTimeout >= c.requestTimeout {
 		return c, fmt.Errorf("APIKEYS_DB_TIMEOUT (%s) must be shorter than APIKEYS_REQUEST_TIMEOUT (%s)", c.dbTimeout, c.requestTimeout)
 	}
+	c.dbMaxConns = store.DefaultMaxConns()
+	if v := getenv("APIKEYS_DB_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return c, fmt.Errorf("APIKEYS_DB_MAX_CONNS: want 1 to 1000 connections, got %q", v)
+		}
+		c.dbMaxConns = n
+	}
 	c.maxConns = defaultMaxConns()
 	if v := getenv("APIKEYS_MAX_CONNS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -223,7 +233,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	log := slog.New(flushingHandler{slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.logLevel}), lw})
 
 	tuneGC(getenv)
-	st, err := store.OpenWith(ctx, cfg.databaseURL, store.Options{Timeout: cfg.dbTimeout})
+	st, err := store.OpenWith(ctx, cfg.databaseURL, store.Options{Timeout: cfg.dbTimeout, MaxConns: cfg.dbMaxConns})
 	if err != nil {
 		return err
 	}
