@@ -1,10 +1,10 @@
 package store
 
 import (
-	"runtime"
 	"context"
 	"net"
 	"net/url"
+	"runtime"
 	"strconv"
 	"time"
 )
