@@ -39,7 +39,7 @@ var (
 	flagTenant    = flag.Int("tenant-rows", 100_000, "of which this many in one tenant")
 	flagPG        = flag.String("pg", "", "a PostgreSQL URL of a database from which to CREATE and DROP the bench database (default: postgres://postgres@127.0.0.1:5432/postgres, then .../test)")
 	flagGoBench   = flag.String("gobench", "", "a file holding the output of `go test -bench`, quoted in the report")
-	flagTimeout   = flag.Duration("timeout", 20*time.Minute, "the whole run stops after this long")
+	flagTimeout   = flag.Duration("timeout", 45*time.Minute, "the whole run stops after this long")
 	flagProfile   = flag.Bool("profile", true, "profile every row that misses its target (perf record, system-wide)")
 	flagRetries   = flag.Int("retries", 2, "re-run a row this many times at most when other processes took CPU during it")
 	flagQuietWait = flag.Duration("quiet-wait", 45*time.Second, "before each measurement, wait at most this long for other processes to leave the CPU")
