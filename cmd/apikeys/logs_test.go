@@ -1,36 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// syncBuf is a bytes.Buffer safe for the flusher and the test.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLogWriter: an INFO line is held at most logFlushInterval, a WARN line (and what was
 // held before it) is written at once, lines are never split, and Close writes what is left.
 func TestLogWriter(t *testing.T) {
-	var out syncBuf
+	var out lockedBuffer
 	lw := newLogWriter(&out)
 	log := slog.New(flushingHandler{slog.NewJSONHandler(lw, nil), lw})
 	log.Info("first")
