@@ -70,6 +70,8 @@ type Key struct {
 	RevokedReason      string
 	RotatedFromID      string
 	ReplacedByID       string
+	// Controls are the usage controls checked at verification; rotation carries them over.
+	Controls
 }
 
 // StatusAt reports the key's status at now: revoked wins over expired, and a key is expired
@@ -188,6 +190,9 @@ const (
 	CodeEnvironmentMismatch VerifyCode = "ENVIRONMENT_MISMATCH"
 	CodeRevoked             VerifyCode = "REVOKED"
 	CodeExpired             VerifyCode = "EXPIRED"
+	CodeDisabled            VerifyCode = "DISABLED"
+	CodeIPNotAllowed        VerifyCode = "IP_NOT_ALLOWED"
 	CodeInsufficientScopes  VerifyCode = "INSUFFICIENT_SCOPES"
+	CodeInsufficientPerms   VerifyCode = "INSUFFICIENT_PERMISSIONS"
 	CodeValid               VerifyCode = "VALID"
 )

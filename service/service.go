@@ -253,11 +253,8 @@ func (s *Service) Authenticate(ctx context.Context, token, ip string, op Op) (*a
 	}
 	now := s.now()
 	if code == "" {
-		switch status := k.StatusAt(now); {
-		case status == apikeys.StatusRevoked:
-			code = apikeys.CodeRevoked
-		case status != apikeys.StatusActive:
-			code = apikeys.CodeExpired
+		if code = run(ViaBearer, &input{k: &k, now: now, ip: ip}); code == apikeys.CodeValid {
+			code = ""
 		}
 	}
 	if code != "" {

@@ -18,13 +18,8 @@ const (
 )
 
 // viaCodes lists the verdicts a verification of each kind can reach, in the order they are
-// checked. Bearer authentication has no tenant or environment to require.
-var viaCodes = map[Via][]apikeys.VerifyCode{
-	ViaVerify: {apikeys.CodeMalformed, apikeys.CodeNotFound, apikeys.CodeTenantMismatch, apikeys.CodeEnvironmentMismatch,
-		apikeys.CodeRevoked, apikeys.CodeExpired, apikeys.CodeInsufficientScopes, apikeys.CodeValid},
-	ViaBearer: {apikeys.CodeMalformed, apikeys.CodeNotFound, apikeys.CodeRevoked, apikeys.CodeExpired,
-		apikeys.CodeInsufficientScopes, apikeys.CodeValid},
-}
+// checked, as the pipeline (pipeline.go) has them.
+var viaCodes = map[Via][]apikeys.VerifyCode{ViaVerify: codesOf(ViaVerify), ViaBearer: codesOf(ViaBearer)}
 
 // verdictCounts counts verdicts by where the token was presented, a counter for each pair
 // viaCodes lists, made once: counting is one map read and an atomic add, no lock.

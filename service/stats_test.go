@@ -75,8 +75,8 @@ func TestSnapshotCounts(t *testing.T) {
 			t.Errorf("verifications via %s, %s = %d, want %d", c.Via, c.Code, c.N, want[c.Via][c.Code])
 		}
 	}
-	if seen[service.ViaVerify] != 8 || seen[service.ViaBearer] != 6 {
-		t.Errorf("verdicts listed: %v, want 8 for verify and 6 for bearer", seen)
+	if seen[service.ViaVerify] != 11 || seen[service.ViaBearer] != 8 {
+		t.Errorf("verdicts listed: %v, want 11 for verify and 8 for bearer (every code of the pipeline)", seen)
 	}
 
 	// Four keys were read once each, and their creation heard; the unknown handle was

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"time"
 
 	apikeys "github.com/qs/apikeys"
 )
@@ -14,6 +13,7 @@ type VerifyRequest struct {
 	TenantID       string // "" requires nothing
 	EnvironmentID  string // "" requires nothing
 	RequiredScopes []apikeys.Scope
+	Permissions    apikeys.PermissionQuery // the zero query requires nothing
 }
 
 // Verdict is the outcome of a verification; Key is set only when Code is VALID.
@@ -23,8 +23,9 @@ type Verdict struct {
 }
 
 // Verify checks a presented secret and answers with a verdict, in the documented order:
-// MALFORMED, NOT_FOUND, TENANT_MISMATCH, ENVIRONMENT_MISMATCH, REVOKED, EXPIRED,
-// INSUFFICIENT_SCOPES. A wrong secret is NOT_FOUND whatever the state of the key, and so is
+// MALFORMED, NOT_FOUND, then the pipeline's (pipeline.go): TENANT_MISMATCH,
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED, INSUFFICIENT_SCOPES,
+// INSUFFICIENT_PERMISSIONS. A wrong secret is NOT_FOUND whatever the state of the key, and so is
 // a key outside the caller's tenant (environment): nothing about a key is told to someone who
 // does not hold its secret, nor confirmed to a caller who may not see it.
 // EFORBIDDEN, EUNAVAILABLE.
@@ -41,30 +42,12 @@ func (s *Service) Verify(ctx context.Context, p *apikeys.Principal, r VerifyRequ
 		return Verdict{Code: code}, nil
 	}
 	now := s.now()
-	code = verdict(p, r, &k, now)
+	code = run(ViaVerify, &input{p: p, k: &k, now: now, ip: r.ClientIP, tenantID: r.TenantID,
+		environmentID: r.EnvironmentID, scopes: r.RequiredScopes, permissions: r.Permissions})
 	s.verdicts.add(ViaVerify, code)
 	if code != apikeys.CodeValid {
 		return Verdict{Code: code}, nil
 	}
 	s.usage.record(k.ID, now, r.ClientIP)
 	return Verdict{Code: apikeys.CodeValid, Key: &k}, nil
-}
-
-// verdict applies, in order, the checks after the secret matched.
-func verdict(p *apikeys.Principal, r VerifyRequest, k *apikeys.Key, now time.Time) apikeys.VerifyCode {
-	switch {
-	case !p.SeesKey(k):
-		return apikeys.CodeNotFound
-	case r.TenantID != "" && r.TenantID != k.TenantID:
-		return apikeys.CodeTenantMismatch
-	case r.EnvironmentID != "" && r.EnvironmentID != k.EnvironmentID:
-		return apikeys.CodeEnvironmentMismatch
-	case k.StatusAt(now) == apikeys.StatusRevoked:
-		return apikeys.CodeRevoked
-	case k.StatusAt(now) == apikeys.StatusExpired:
-		return apikeys.CodeExpired
-	case !k.HasScopes(r.RequiredScopes):
-		return apikeys.CodeInsufficientScopes
-	}
-	return apikeys.CodeValid
 }
