@@ -20,6 +20,8 @@ type Principal struct {
 	EnvironmentID string
 	// Scopes are what the caller may do and at most what it may grant.
 	Scopes []Scope
+	// Permissions are at most what the caller may grant (the admin: any).
+	Permissions []string
 	// ExpiresAt is the end of the caller's own lifetime, nil for none; it may not give a
 	// key a longer one.
 	ExpiresAt *time.Time
@@ -35,7 +37,7 @@ func AdminPrincipal() *Principal { return &Principal{SubjectID: AdminSubjectID, 
 func PrincipalOf(k *Key) *Principal {
 	return &Principal{
 		SubjectID: k.SubjectID, KeyID: k.ID, TenantID: k.TenantID, EnvironmentID: k.EnvironmentID,
-		Scopes: slices.Clone(k.Scopes), ExpiresAt: k.ExpiresAt, Replaced: k.ReplacedByID != "",
+		Scopes: slices.Clone(k.Scopes), Permissions: slices.Clone(k.Permissions), ExpiresAt: k.ExpiresAt, Replaced: k.ReplacedByID != "",
 	}
 }
 
@@ -62,6 +64,12 @@ func (p *Principal) Sees(tenantID, environmentID string) bool {
 
 // SeesKey is Sees for a key.
 func (p *Principal) SeesKey(k *Key) bool { return p.Sees(k.TenantID, k.EnvironmentID) }
+
+// MayGrantPermissions reports whether the caller may give a key perms: the admin any, a key
+// only those it holds itself (its wildcards cover what they prefix).
+func (p *Principal) MayGrantPermissions(perms []string) bool {
+	return p.Admin || HoldsPermissions(p.Permissions, perms)
+}
 
 // MayGrantLifetime reports whether the caller may give a key the expiry expiresAt (nil: none).
 // A caller with an expiry cannot hand out a key that outlives it.
@@ -90,6 +98,9 @@ func (p *Principal) MayCreate() error {
 func (p *Principal) MayManage(k *Key) error {
 	if !p.MayHold(k.Scopes) {
 		return Errorf(EFORBIDDEN, "a key cannot manage a key that holds scopes it does not hold itself")
+	}
+	if !p.MayGrantPermissions(k.Permissions) {
+		return Errorf(EFORBIDDEN, "a key cannot manage a key that holds permissions it does not hold itself")
 	}
 	if p.Replaced && k.ID != p.KeyID {
 		return errRetiring

@@ -157,24 +157,33 @@ func (e SubjectType) Valid() bool {
 
 // Defines values for VerifyCode.
 const (
-	ENVIRONMENTMISMATCH VerifyCode = "ENVIRONMENT_MISMATCH"
-	EXPIRED             VerifyCode = "EXPIRED"
-	INSUFFICIENTSCOPES  VerifyCode = "INSUFFICIENT_SCOPES"
-	MALFORMED           VerifyCode = "MALFORMED"
-	NOTFOUND            VerifyCode = "NOT_FOUND"
-	REVOKED             VerifyCode = "REVOKED"
-	TENANTMISMATCH      VerifyCode = "TENANT_MISMATCH"
-	VALID               VerifyCode = "VALID"
+	DISABLED                VerifyCode = "DISABLED"
+	ENVIRONMENTMISMATCH     VerifyCode = "ENVIRONMENT_MISMATCH"
+	EXPIRED                 VerifyCode = "EXPIRED"
+	INSUFFICIENTPERMISSIONS VerifyCode = "INSUFFICIENT_PERMISSIONS"
+	INSUFFICIENTSCOPES      VerifyCode = "INSUFFICIENT_SCOPES"
+	IPNOTALLOWED            VerifyCode = "IP_NOT_ALLOWED"
+	MALFORMED               VerifyCode = "MALFORMED"
+	NOTFOUND                VerifyCode = "NOT_FOUND"
+	REVOKED                 VerifyCode = "REVOKED"
+	TENANTMISMATCH          VerifyCode = "TENANT_MISMATCH"
+	VALID                   VerifyCode = "VALID"
 )
 
 // Valid indicates whether the value is a known member of the VerifyCode enum.
 func (e VerifyCode) Valid() bool {
 	switch e {
+	case DISABLED:
+		return true
 	case ENVIRONMENTMISMATCH:
 		return true
 	case EXPIRED:
 		return true
+	case INSUFFICIENTPERMISSIONS:
+		return true
 	case INSUFFICIENTSCOPES:
+		return true
+	case IPNOTALLOWED:
 		return true
 	case MALFORMED:
 		return true
@@ -191,10 +200,12 @@ func (e VerifyCode) Valid() bool {
 	}
 }
 
-// ApiKey An API key. Every field this server always returns is required, except `updatedAt` and
-// `scopes`: this server always sends them too, but the documentation pages it reproduces
-// show keys without them, and those pages must stay valid. An absent `scopes` means none
-// (its default); an absent `updatedAt` means `createdAt`.
+// ApiKey An API key. Every field this server always returns is required, except `updatedAt`,
+// `scopes` and the usage controls (`enabled`, `permissions`, `ipAllowlist`): this server
+// always sends them too, but the documentation pages it reproduces show keys without
+// them, and those pages must stay valid. An absent `scopes` or `permissions` means none,
+// an absent `ipAllowlist` every address, an absent `enabled` true; an absent `updatedAt`
+// means `createdAt`.
 type ApiKey struct {
 	// CreatedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
 	CreatedAt Timestamp `json:"createdAt"`
@@ -207,6 +218,11 @@ type ApiKey struct {
 	// Description Free text; tab, line feed and carriage return are allowed. Refused as in `Name`:
 	// other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 	Description *Description `json:"description,omitempty"`
+
+	// Enabled Whether the key may be used; absent on create means true (no schema default: a
+	// default would be written into request bodies). A disabled key verifies as `DISABLED`
+	// and cannot be a bearer token; enabling it again restores it.
+	Enabled *Enabled `json:"enabled,omitempty"`
 
 	// EnvironmentId Example: environment_prod
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
@@ -231,6 +247,12 @@ type ApiKey struct {
 
 	// IntendedUse Example: ci-cd
 	IntendedUse *IntendedUse `json:"intendedUse,omitempty"`
+
+	// IpAllowlist At most 100 networks (CIDR, IPv4 or IPv6; a bare address is its own network) the key
+	// may be presented from. Verify checks `clientIp`, else the caller's address; a key used
+	// as a bearer token is checked against the connection's address. Empty or absent: every
+	// address. Networks are answered in canonical form (host bits cleared).
+	IpAllowlist *IpAllowlist `json:"ipAllowlist,omitempty"`
 	LastFour    string       `json:"lastFour"`
 
 	// LastUsedAt RFC 3339. The server answers in UTC; values it is sent must fall in years 0001 to 9999 once converted to UTC.
@@ -250,6 +272,9 @@ type ApiKey struct {
 	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
 	Name Name `json:"name"`
+
+	// Permissions At most 100 permissions, none twice. A key cannot grant permissions it does not hold.
+	Permissions *Permissions `json:"permissions,omitempty"`
 
 	// Prefix The first characters of the secret (the token prefix and 4 more), for recognising a key.
 	Prefix string `json:"prefix"`
@@ -323,6 +348,11 @@ type CreateApiKeyRequest struct {
 	// other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 	Description *Description `json:"description,omitempty"`
 
+	// Enabled Whether the key may be used; absent on create means true (no schema default: a
+	// default would be written into request bodies). A disabled key verifies as `DISABLED`
+	// and cannot be a bearer token; enabling it again restores it.
+	Enabled *Enabled `json:"enabled,omitempty"`
+
 	// EnvironmentId Example: environment_prod
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
 
@@ -339,6 +369,12 @@ type CreateApiKeyRequest struct {
 	// IntendedUse Example: ci-cd
 	IntendedUse *IntendedUse `json:"intendedUse,omitempty"`
 
+	// IpAllowlist At most 100 networks (CIDR, IPv4 or IPv6; a bare address is its own network) the key
+	// may be presented from. Verify checks `clientIp`, else the caller's address; a key used
+	// as a bearer token is checked against the connection's address. Empty or absent: every
+	// address. Networks are answered in canonical form (host bits cleared).
+	IpAllowlist *IpAllowlist `json:"ipAllowlist,omitempty"`
+
 	// Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
 	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
@@ -351,8 +387,11 @@ type CreateApiKeyRequest struct {
 	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
 	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
-	Name   Name    `json:"name"`
-	Scopes *Scopes `json:"scopes,omitempty"`
+	Name Name `json:"name"`
+
+	// Permissions At most 100 permissions, none twice. A key cannot grant permissions it does not hold.
+	Permissions *Permissions `json:"permissions,omitempty"`
+	Scopes      *Scopes      `json:"scopes,omitempty"`
 
 	// TenantId Example: tenant_acme
 	TenantId *TenantId `json:"tenantId,omitempty"`
@@ -372,6 +411,11 @@ type CreatedApiKey struct {
 	// Description Free text; tab, line feed and carriage return are allowed. Refused as in `Name`:
 	// other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 	Description *Description `json:"description,omitempty"`
+
+	// Enabled Whether the key may be used; absent on create means true (no schema default: a
+	// default would be written into request bodies). A disabled key verifies as `DISABLED`
+	// and cannot be a bearer token; enabling it again restores it.
+	Enabled *Enabled `json:"enabled,omitempty"`
 
 	// EnvironmentId Example: environment_prod
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
@@ -396,6 +440,12 @@ type CreatedApiKey struct {
 
 	// IntendedUse Example: ci-cd
 	IntendedUse *IntendedUse `json:"intendedUse,omitempty"`
+
+	// IpAllowlist At most 100 networks (CIDR, IPv4 or IPv6; a bare address is its own network) the key
+	// may be presented from. Verify checks `clientIp`, else the caller's address; a key used
+	// as a bearer token is checked against the connection's address. Empty or absent: every
+	// address. Networks are answered in canonical form (host bits cleared).
+	IpAllowlist *IpAllowlist `json:"ipAllowlist,omitempty"`
 	LastFour    string       `json:"lastFour"`
 
 	// Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
@@ -410,8 +460,11 @@ type CreatedApiKey struct {
 	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
 	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
-	Name   Name   `json:"name"`
-	Prefix string `json:"prefix"`
+	Name Name `json:"name"`
+
+	// Permissions At most 100 permissions, none twice. A key cannot grant permissions it does not hold.
+	Permissions *Permissions `json:"permissions,omitempty"`
+	Prefix      string       `json:"prefix"`
 
 	// RotatedFromId `apk_` followed by a UUID in canonical lower-case form. Every key this service creates
 	// has a UUIDv7 (see `NewApiKeyId`); any UUID version is accepted where an existing key
@@ -451,6 +504,11 @@ type CreatedApiKeyHashAlgo string
 // other C0 and C1 control characters, DEL, U+2028, U+2029, U+202A–U+202E, U+2066–U+2069.
 type Description = string
 
+// Enabled Whether the key may be used; absent on create means true (no schema default: a
+// default would be written into request bodies). A disabled key verifies as `DISABLED`
+// and cannot be a bearer token; enabling it again restores it.
+type Enabled = bool
+
 // EnvironmentId Example: environment_prod
 type EnvironmentId = string
 
@@ -477,6 +535,12 @@ type HealthStatus string
 // IntendedUse Example: ci-cd
 type IntendedUse = string
 
+// IpAllowlist At most 100 networks (CIDR, IPv4 or IPv6; a bare address is its own network) the key
+// may be presented from. Verify checks `clientIp`, else the caller's address; a key used
+// as a bearer token is checked against the connection's address. Empty or absent: every
+// address. Networks are answered in canonical form (host bits cleared).
+type IpAllowlist = []string
+
 // Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
 // It is kept as sent (compacted), key order and numbers included.
 type Metadata = json.RawMessage
@@ -496,6 +560,14 @@ type Name = string
 //
 // Example: apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b
 type NewApiKeyId = string
+
+// Permission A permission of the caller's own vocabulary (`documents.read`, `billing:write`): 1 to
+// 128 of letters, digits and `_ . : -`. One ending in `*` is a wildcard: a key holding
+// `billing:*` holds every permission starting with `billing:`, and `*` holds all.
+type Permission = string
+
+// Permissions At most 100 permissions, none twice. A key cannot grant permissions it does not hold.
+type Permissions = []Permission
 
 // Problem RFC 9457 problem details.
 type Problem struct {
@@ -582,9 +654,20 @@ type Timestamp = time.Time
 // UpdateApiKeyRequest defines model for UpdateApiKeyRequest.
 type UpdateApiKeyRequest struct {
 	// Description As `Description`; null removes it.
-	Description nullable.Nullable[string]    `json:"description,omitempty"`
+	Description nullable.Nullable[string] `json:"description,omitempty"`
+
+	// Enabled Whether the key may be used; absent on create means true (no schema default: a
+	// default would be written into request bodies). A disabled key verifies as `DISABLED`
+	// and cannot be a bearer token; enabling it again restores it.
+	Enabled     *Enabled                     `json:"enabled,omitempty"`
 	ExpiresAt   nullable.Nullable[time.Time] `json:"expiresAt,omitempty"`
 	IntendedUse nullable.Nullable[string]    `json:"intendedUse,omitempty"`
+
+	// IpAllowlist At most 100 networks (CIDR, IPv4 or IPv6; a bare address is its own network) the key
+	// may be presented from. Verify checks `clientIp`, else the caller's address; a key used
+	// as a bearer token is checked against the connection's address. Empty or absent: every
+	// address. Networks are answered in canonical form (host bits cleared).
+	IpAllowlist *IpAllowlist `json:"ipAllowlist,omitempty"`
 
 	// Metadata Replaces the whole object; null removes it.
 	Metadata nullable.Nullable[json.RawMessage] `json:"metadata,omitempty"`
@@ -597,8 +680,11 @@ type UpdateApiKeyRequest struct {
 	// U+180B–U+180F, U+200B–U+200F, U+2060–U+206F, U+3164, U+FE00–U+FE0F, U+FEFF, U+FFA0,
 	// U+FFF0–U+FFF8) and U+2800 do not count as visible. The pattern is written with
 	// literal characters so that it means the same to ECMA-262 and to other engines.
-	Name   *Name   `json:"name,omitempty"`
-	Scopes *Scopes `json:"scopes,omitempty"`
+	Name *Name `json:"name,omitempty"`
+
+	// Permissions At most 100 permissions, none twice. A key cannot grant permissions it does not hold.
+	Permissions *Permissions `json:"permissions,omitempty"`
+	Scopes      *Scopes      `json:"scopes,omitempty"`
 }
 
 // VerifyApiKeyRequest defines model for VerifyApiKeyRequest.
@@ -610,7 +696,13 @@ type VerifyApiKeyRequest struct {
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
 
 	// Key The secret as presented to the calling service.
-	Key            string  `json:"key"`
+	Key string `json:"key"`
+
+	// Permissions A permission query the key must satisfy: permissions joined by `AND` and `OR`
+	// (capitals; `AND` binds tighter) and grouped by parentheses, e.g.
+	// `documents.read AND (billing.read OR admin)`. A query that does not parse is
+	// refused with 400, its detail naming the position (1-based, in bytes) of the fault.
+	Permissions    *string `json:"permissions,omitempty"`
 	RequiredScopes *Scopes `json:"requiredScopes,omitempty"`
 
 	// TenantId Example: tenant_acme
@@ -623,6 +715,11 @@ type VerifyCode string
 // VerifyResult defines model for VerifyResult.
 type VerifyResult struct {
 	Code VerifyCode `json:"code"`
+
+	// Enabled Whether the key may be used; absent on create means true (no schema default: a
+	// default would be written into request bodies). A disabled key verifies as `DISABLED`
+	// and cannot be a bearer token; enabling it again restores it.
+	Enabled *Enabled `json:"enabled,omitempty"`
 
 	// EnvironmentId Example: environment_prod
 	EnvironmentId *EnvironmentId `json:"environmentId,omitempty"`
@@ -641,7 +738,10 @@ type VerifyResult struct {
 	// Metadata A free JSON object of at most 50 top-level properties and 4096 bytes when serialised.
 	// It is kept as sent (compacted), key order and numbers included.
 	Metadata *Metadata `json:"metadata,omitempty"`
-	Scopes   *Scopes   `json:"scopes,omitempty"`
+
+	// Permissions At most 100 permissions, none twice. A key cannot grant permissions it does not hold.
+	Permissions *Permissions `json:"permissions,omitempty"`
+	Scopes      *Scopes      `json:"scopes,omitempty"`
 
 	// SubjectId `subject_` followed by a UUIDv7 for subjects this service creates; other systems' subject ids may appear as creators.
 	//
@@ -850,9 +950,12 @@ type ClientInterface interface {
 	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+	// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+	// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+	// Only the first failing check is answered.
 	//
-	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 	// verification on every replica: none answers `VALID` for a key revoked more than one
 	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 	// checking them once they exceed a few a second.
@@ -871,9 +974,12 @@ type ClientInterface interface {
 	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+	// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+	// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+	// Only the first failing check is answered.
 	//
-	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 	// verification on every replica: none answers `VALID` for a key revoked more than one
 	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 	// checking them once they exceed a few a second.
@@ -1140,9 +1246,12 @@ func (c *Client) BatchCreateApiKeys(ctx context.Context, body BatchCreateApiKeys
 // `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 // `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+// Only the first failing check is answered.
 //
-// Revocation, rotation and changes of scopes or expiry take effect on the next
+// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 // verification on every replica: none answers `VALID` for a key revoked more than one
 // second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 // checking them once they exceed a few a second.
@@ -1171,9 +1280,12 @@ func (c *Client) VerifyApiKeyWithBody(ctx context.Context, contentType string, b
 // `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 // `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+// Only the first failing check is answered.
 //
-// Revocation, rotation and changes of scopes or expiry take effect on the next
+// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 // verification on every replica: none answers `VALID` for a key revoked more than one
 // second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 // checking them once they exceed a few a second.
@@ -2214,9 +2326,12 @@ type ClientWithResponsesInterface interface {
 	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+	// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+	// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+	// Only the first failing check is answered.
 	//
-	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 	// verification on every replica: none answers `VALID` for a key revoked more than one
 	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 	// checking them once they exceed a few a second.
@@ -2235,9 +2350,12 @@ type ClientWithResponsesInterface interface {
 	// `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 	// `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 	// Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+	// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+	// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+	// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+	// Only the first failing check is answered.
 	//
-	// Revocation, rotation and changes of scopes or expiry take effect on the next
+	// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 	// verification on every replica: none answers `VALID` for a key revoked more than one
 	// second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 	// checking them once they exceed a few a second.
@@ -3761,9 +3879,12 @@ func (c *ClientWithResponses) BatchCreateApiKeysWithResponse(ctx context.Context
 // `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 // `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+// Only the first failing check is answered.
 //
-// Revocation, rotation and changes of scopes or expiry take effect on the next
+// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 // verification on every replica: none answers `VALID` for a key revoked more than one
 // second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 // checking them once they exceed a few a second.
@@ -3788,9 +3909,12 @@ func (c *ClientWithResponses) VerifyApiKeyWithBodyWithResponse(ctx context.Conte
 // `NOT_FOUND`: that key does not exist for it. `TENANT_MISMATCH` and
 // `ENVIRONMENT_MISMATCH` answer the `tenantId` and `environmentId` of the request.
 // Codes are checked in this order: MALFORMED, NOT_FOUND, TENANT_MISMATCH,
-// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES.
+// ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED (the key's
+// `ipAllowlist` against `clientIp`, else the caller's address), INSUFFICIENT_SCOPES,
+// INSUFFICIENT_PERMISSIONS (the key's `permissions` against the `permissions` query).
+// Only the first failing check is answered.
 //
-// Revocation, rotation and changes of scopes or expiry take effect on the next
+// Revocation, rotation, disabling and changes of scopes, permissions, allowlist or expiry take effect on the next
 // verification on every replica: none answers `VALID` for a key revoked more than one
 // second ago. Repeated wrong secrets for one key are answered `NOT_FOUND` without
 // checking them once they exceed a few a second.
@@ -7868,163 +7992,179 @@ func (sh *strictHandler) GetSubject(ctx echo.Context, id SubjectId) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1LcxtJth/+Vc6/ZiJI/rsAFviQRDBmQVHkNN0SpcvH9MwIvESiKgFks5CJzswiiVYwQrOYlRez8M7h",
-	"uLcXDkfYC18v7IiJcITnE3jvbet+gP4KjjyZWQ+gSIIPdavH0kIEwap8njzP3zn5LojFaCw45VoF7XeB",
-	"pGosuKL4y3OSHNBvM6q0+S0WXFOOH8l4nLKYaCb48liKXkpHX3yjBDd/o5dkNE6p+ZhQTVgatAM9pCBt",
-	"S5AIqoALDSOi4yGYP2292VtQoOIhHZEgDKiUQqqg/bbUwihTGobknALRkFKiNAhO4Zwp1kspxEMiSayp",
-	"DMKgz2iaBO1gmZMRDcKA8aAd9EQyCa5OwkBpojMVtNeiKAw002akZqLgZxoGejI2X5KeyHS7lxJ+FlyF",
-	"gRte+13wa0n7QTv41XKxdMv2r2r5jV2N4OrqKgwSqmLJxmaZgnZwVFoEpmBE0r6QI5qAkNAnLFVwTlKW",
-	"4KpumhUaMj6AC6LM7PiAJk0zjG3B+ymLH2NHzujEDETSc3FGk6C8NhvF2uQd/iQLE7veFFwwbalDUiUy",
-	"GVNDIppoCouanFEOLAn92M1UQpwPSSUlyQSkMI8mS7hmu0L2WJJQ/giLFpM0pRJSEp8pHJ6KxZgCGbPT",
-	"MzpR7QvJNK2s5WqxlsVAPupiujEyBWdcXHDoZea0TfDUJQL0kClcly8pSahUR0K8JHJAp1ZH00u9PE4J",
-	"q65HsLba8ocFbAuwa46cgiMhwLZUnoibqNKS8cEt+7+gYGgHBfQypjSBJ2vwFXveBPPQl0dHb0BReU4l",
-	"EK4uzGNmMtCjfSEpEG42PtM07HCiAMcOZhohEJ5AnApF7abFgnMam/6bHW6WYo9rKjlJH0ghhEPG6eWY",
-	"xpomgIwMRBxnUlYO2HqZ+fiu4dDObMe89fEIZKsyRMN4Mkk3cVXsNIBTMwzG4zRLqALmxmdpZl/oXZHx",
-	"5IELxQWoLB4a1m/ObeXArBVrsy802O4+2nrsu5F4NhMafmxOipctWkBx8HENrjkwD5GKRj6ZA5uadiXo",
-	"IeGWuzhqj2M61qq8TK0SX/HHcYdrpieVc/gT8Oz5xo4rd8xJpodCsu/oQymIXpJYpxNUA7Zco/h2G55T",
-	"IqmEThZFq7EWZ5TjR+p4ixV632ZMTkm9VrGilYF+tFV8xZRifBAWykAIGUemXcg2IYFejs1goWcnhlNq",
-	"BmHgeKUZwddff90wy0C5NquIa3UDD7Z7cU5YSnrpYxByQjTpEUUhYQkeH8ugwXBgNqKbIKmWE1BDIXU6",
-	"qfDCEiEbFshiCuWxfVQaVq7DmHAzaCRZKB9MLi782ElfI3lT4NmoRyWIPigaC54YJtnhB+apxpZ5ysqr",
-	"Yk28zusWxeg2jAPTCnqGu8Hi1pu9r3b+cHj64vnp0d6rndfHR0vIkzu8kIwJJUnKOC2ePtj5h+Odw6P8",
-	"FRgTpQwRMQ4XQxYPITbde12SaSDqjCYd3hcSNUulhaTJJhiOPwEiB4KvsARUatZCk4mhuUxNNvPzbNaK",
-	"KfuRD4AYPZZPOrwQqMp8yazCkQ/01dbvT7df7+8ftkHwdILNDSlJ9RAMgVEFBOW3WR2k84ngSYfrIR0t",
-	"mQNglLpSf2XWw2ipRyPNK8eitCe1J8IItwGV+ZFQ2XgspKbJK5owcoQPPfhsIINEC6ZnVpGbbYBt22bD",
-	"9NGGcrOmOVg8PtptPFu6yRzq0ZnXcOfxzZIhVO7J20N2iaoWUWu9zP/ylQBcCnBvf8Sz6OWIPYh2lbrT",
-	"M+zCommZGDIxx0hkGiQdEJkYQW3IfSlfg2ZwlY8NqWFrzL6iE9zGJGGmTZK+kWJMpWbG5O2TVNEahclp",
-	"KU3YwXOCC2s1Ty/j0gsyMVJFZ5KrsoAJUZEda+hm48SYJFu6a7TRDu+i5aC67bqWFDVcxdA/aCFCVOGR",
-	"zYo4G1GucUFgTAYUSV/SsRRJFlPV4WooLsxoVb4+phmrAuuhUNS9hjRkDrm1O5uwxYH0cOH90GBECTcb",
-	"wmmHLxp2ldA+yVK9tAmkeLo0M/tCN5bUfWNP5Li0yO+C/K+3EcwRG1GlyWhsaMy99XxymPW+obHeS257",
-	"vXhwmt5ufu9F6dGrMKD8nEnBzbLf3udO5WHzNspudcfJDokabqUDYXlJmRy/FBeOG8eSoifBMvE27ojn",
-	"4G++3AYr7UPoTfy2WaPamlQhtDqcaSotKRnqaEFKjHgxRjgbZNKI36UQlFGCvBpsu11Q0FptgSQ8ESPo",
-	"GcqQRA+pNDzbqH8CCAqjCyGTBdUGLmCQUaWMoDWMS1OlbaOGndN+n8YayIAwrrQh6EWUfQc7Wy9e7Swo",
-	"OKRxJo1qq6yQgQE7d6YckQM8EUtN2AKzbDAiCbUzFWZIMCaSjKimUnU4nszE6Iy5f8HP1qhanCoQVns9",
-	"o5MFBZxeamMfxFSpfpbCOZWs7/iRJW3Ks1HQfhv4pQ9Owml1KwzYrXRjWZMlGSOUeEKTY0Vve22v9OhV",
-	"GKREGfMMZd2YaGO4Be3gH99uNf5IGt9FjY2Td2tXvw5qRmjePFZ3PpT+tb2xeW1ELl9SPtDDoL22XtPJ",
-	"iGpilKLbunjln7sKA/Ti3fL8vnnmyrAZ2meXs2fGSJc+k0oXjkJltLfSOTIEZxVrsK3giViDkZDmDPRR",
-	"CYnFgDOFigjKA8PZ6lb59OTderj6pH6lJR2nJDaMbO9OVOHsgTtukHvrvlzTvX5AidNxSltsvRgz07Oe",
-	"t10pRnebn5U5KJzT9HUfFZ4bx2mfNyqMY29B++3JVaHQzNP1oX3WvHWv9dGUk3nEwpF/7ioMcnF5h43E",
-	"rXAma/ut4SflEbtTkh+AEiMoiZJaERqWpHG+dAULE/icGXW+VTOnq0vGZ6dd6Is0FRdGe58AgePjvRdG",
-	"EYsJF5zFJAXzR9lAg8TYul6ZOqOTQgFCUwzHozp8SJRr6PwpLCpKobtPL/w4uqiDTGxH51QqIxaYcu4G",
-	"ox0OKdoUQC+Z0ubQntEJSgCzWEkIykg0oq2u5FbBuxLxDzJLqdWQJCXx0IhDx/NzZ6iZetTaiEirt9KI",
-	"V5O1xlO63m88Ixu9RhS3khW62l8j670qpzBvvY0aG6TRP3n37KqRf16b43NrpZ6vVAh6dpOcD6Fr1iih",
-	"kp0blcGo2t7PYPhdN9dWus598htjATfLci7W7NzQWhE3cE3XSr7nRMfDbVxcO0BVCindqIVXdUazSeYn",
-	"03R069ku9+e7M+KHXO7Z11uGdY0Y978Wdo2UZDJz3LDzukNR19Hd5vXLUktv12NKJ/RhqszH1hUKcTOP",
-	"kLkPp58iIhzc9USU3M84tVEvb3pa7lv2XyEj88yN6RD/iD4YH+p1jxApmeG6XasQfUUn3SZsKcPDu3Zo",
-	"3XDaiC0MRXTf5KarRnvVMhe7AJ/NwM9m4Gcz8NM3A386C+0ehtPPb1l41lhvYl4MReqPRhMOzXk0RIwh",
-	"BKZ9jKFHQQ3FBbd0fpMNuRKFrZVn9Yvx2cipGDnFzjyawfOiKimq270rKUVowSZo0gsB4zJ96tRoFKZk",
-	"QJ1UdtIRraMmHNB+psyDVraak9Ftd7hlUtsRNrDdMvxIS5GWPBYhvNh5GcLxFyvRyjP3c8P93Prw/t/h",
-	"hx37xZMn7osnG5Y/lez2VmS03zLR/WOncxlFDfP/M/Pfc/Pftvlvx3zZ2u10Lp/umo8bu53MdI//b3x4",
-	"/18aH97/1w9/+k+ND3/6zyf/fy2l7kzLzcJ6KonU07EUydQ4V56hkp7/fs1JOSkdmma7cc0wEKNisRV3",
-	"1dBt0OXdbJsuwvJuRin7N4ev92EsEDoBjDuhiQGOxe6yMSeWI8SndZcQb0AK6bRg7dNm3RwcFMeJGsS0",
-	"hcG3GZUTy0WGefCrRvxMny6eh4hCP8e6Y/AlhunuuGYFd/KDFWe3D+mGw7hXlYUFCcWsEU/RzZO1RySb",
-	"VyWBWL8AWmY1annfMAgkAzsJEH0gGkZCaViPQItxI6XnNIVi4azHMdp4Ar2JpgouhpSDopKRlClUofdQ",
-	"0TujY4yNoaJto2GxpsmSRcAJmSA8KnFRauWRPEnOCMqjX4+mVzsMLhsD0XBffqMEbx6Qi1dUKTJAGb7v",
-	"5H11yq85tVxQ9JExWs3qZrRmzgzbs4yvw2c4nzlD2IV50hyYgSTjIShqPmshFSxWmeOSC3rRDu+xhEmr",
-	"NZIU6KhHk4TxgQpBnFMpWeLWnymRErP6i7fx1aVmh389ZJqCGpOYwuIxZ7FI6IIC/Pr00Hy9FDpoFeoR",
-	"DTbgAhVqMI9aFpG7op8TxeIOf5WlmqWMDzKSwhurix9/EUVbL8wYotW1Xfz5pLVtfrZa67v255MIfz59",
-	"vuZ+rocdfvxF61n0HAfdehbt2lm4L1Yi/8WTyE8Lv1htPcE2dnci+4fdHfvk7s6u/bm7FWHju7u77ond",
-	"3Wd2uY+/WHkWRZAINABjkdlIrtt8i4xwB9JQ84VkWlOO5NLhKZoiZamXu+mYdtFFtD/ICJFZO9uvthor",
-	"T1bsRgun6lM+YJyqGcm34tw+17CGQgzOLfFK76xE+Ttb5uPWi//9l//zH3748z//8Ofvf/j373/4p//+",
-	"wz/9jx++/7eNH77/y4f37xsf3v/Fttz48P5fPvzpnxsf/vQvH75//6/v3//rn//jj3993/jxr3/58X/+",
-	"7cf/9f2Pf/tvjR//9teT+wywlqmVnTSz0osDS4BAnDLDYOKhQNhkH8UUpxhbbkOt07fk4rVu2w5fPNjd",
-	"ho31Jyvt3EnLWc8cgKchnBPJCNfQii4v0XDzyF5DGGvRxsf3tj7Nf1m9arx9tkF6J5VvbnO6ekjDzCri",
-	"tNfWn4IDiThwpWoGd9AvPPRjTrdnScW5mvZoGuVBacJjWttTIbBH5JKNjMxe39jAw2J/WysFe3LQTI4X",
-	"qWlRO+xMafdKmJHbVAHt0CbYfD68GxWVIkZV3YmX7IxCt6TNd8N5ZBMslhX0pWaVk6zPy0keplD/XOzl",
-	"I5gBBxgueIirXOYbfNMhcGRwdVVHIuhBeMgY7ufGG0gS0zdUMpEcWsBgvUMvFXxgHbQp5jTAGaVjBRdC",
-	"njE+gEWvQK5GkJCJWmpChNaDxeHYgAzigYgh6pg6orUneGV9YyVyZGu/qT3R83tz6lYYXSdlvT9PjJCU",
-	"GD19JlEi/wJ9apNav9lh7sCZiw/aQVQCPqtT/DAMMs6+zaj7s9HhTT/WS3BHmrifH/th7mT28T04noFP",
-	"xRFdmLaLCgGqYrajPMhgeash303okmTEePFsL2NGCeYd3nWvndonrJaMny0KY0FV/aquW0Mw5qE57Nsc",
-	"t132+NQJjkogYXq2bpR14e3zpzgv94iqjWJvOo1UTZShtIV8tViiECJLxmNKpFGQ8Q0hUUMohKYfwBxq",
-	"T1xVe/ybJTO3cfKuFT65xvV7VKKRon9LOackRtfbR/POFEejVpNaXV3dsJbDVPoPQj23N+GcpJllfcwZ",
-	"xghv7JM0Nc9MKJEKoihqGSNhY2NjA/mjsTXPqXQhiOOjbbP2fSFHRAftICGaNjQb0boBH6N/826iZMR4",
-	"+dvWLbHgKbVcVZWYTeBZmoKkI3GOM2/WefnMMxbhb90UP5nXryIoa5d0emg13q6Kz+dGD89N87wjKY7u",
-	"5fE5sKgua53aQIDlMNft07QT5prlmNcp8/FC33Vi/ncoqx+iSFnrcm9cH0khSSKpyh0jzhRFN8BYUnO+",
-	"aeLDc7C49+Z8zehBe2/On9i0CZettaAAAy2uNXSoWWVp6rDUohUfJqHProsSuYgtUeWpFDlmRtFzQmRq",
-	"kCvrT6bJvgZcaCXg4U+NbjDTPbmWUrZFUtEKf7f1cu9FEAavtl7uvj54tWM+778+Ot19fbxvPh/s/O71",
-	"V/jtzu/f7B3gp6Od/a39o9NXe4evto62vzR/2//d3sHr/Vc71a/39g+Pd3f3tvfM94fbr9/sHNZqlXZo",
-	"B1RhgO9u1Ovmc9NSlWb+M6EHzugdIab3if7eFUfz04UgMa2h5JvoCZFSwmdI1z4X2k2dpWEb90XcwaHp",
-	"xU7WpuJtZTY0UsfBclUWFrs+D2rrxau9/dOj11/t7HcxsYnkySXAlMo8fqdQJJs+lxpngJ0WQmuo9dhm",
-	"0zDeFz5TiVgLxkoEO5gxQ5DjiDCuCeNUqhksTLBn+lchpExpFboMehXmZiXhicM9UOUHbd2CIxIPGacK",
-	"Frf3YMzGNDW/hR3eI/FZNoZvRE+FMCZScxsOowMLNzEW7HMSn1Ge+PkqZILQffP68AiWyZg1MFpmjcNu",
-	"hwvuktUKgBOdWK2w2eEdbkGl5qxaQIvLviklnMVDGp8pFxlgKk+p8Vgl1eHdORNKMXenstfhjZva4d48",
-	"uMBEnBw+5UI0pYICiFHF7MkhLaazYAZ32fDU28Bnu02wMDCbS4igG3teYLHEdpZAUbeNI8IxBUjwdNLh",
-	"uI8oaYmufdEbMfigS2Fci9Ywgt23G+CzPhFrixthh+QwDwN2buZsvfh5NiTW81hci1aX2iV8hLWcQrAI",
-	"Asz+Q1IEgkM18xuKNLHrhCo/FmMIgRsjU0Bq+koFz3ORmVY07cMi8YURrIXKbVrtpMPz5E8NBFKiqcu4",
-	"ndg2ueDUfiJJ3i2ussUuEw0i0ymz6t0SPtrhdhrFISEuwm8XuAl7+YTtRP1BK0+46MDM2JBP3ZxteRDM",
-	"JjXajh26pwmXZootImJKkpjCGH1RxgDtcKUZ6qckKY74xKaLuRHZBbRJaM6urZARFwWBwKISwHS+qIic",
-	"tkOwGrKhqBBsMC6dADoGpMgGzmdgEznPqMJ4ADqJjEmHh5YmHe7BYaVaHMTbfajfof6Nrw2Nbc1V2zXs",
-	"8MohcCIlWvL5SicdfjFkKXXjtIxFZtxGpyy1Ygbt4lrUMq8ZmrXsBj30CPDoXpca2oVFHw3ASVWgmdOV",
-	"Xzoc+S/gsol+n3JMfLUph4xD18YEuiVmlwM5HYbTkHb39w2nlzf2XnRd4nvbgT+rGc4KNwTXDpexw9FI",
-	"bq08m8qW6W41/gik8R1EjQ1owim0oWFhoJjabKPP/Yr0QnboOrTMj0oE5pWN+QUFqRg4CI1zFOX1YNyU",
-	"8pgfc2HslMWUW8PQCbpXe0dBGGQydYJRtZeXhSEALOvQFHKw7F5Sy+bZInoReGkWhIELUgXtoNWMmpF5",
-	"yjRCxixoB6vNqLnqoBaoBeQCyvwyoHpWF9inF2YemH1kJ+3TXAn0DNkgRgCdkpt2E0ZCOraBFZJCu3bd",
-	"l4yf+Y2sLMvxwUtvJyFMcUwGFBa7kqa/6QTmm07QNcTatUEUTACg5yTN0FtH7FEaCRSBrh2/+mZvyUAa",
-	"sYE8s/vbnbJQfseSK5fgmUsoo6IFL5nSDu2Pq+WBl4i8w/xjD1pxe5erd/OmEpftkPomqwr3vO1Oad6m",
-	"8VmYg+iDzYIIC6biciCaPsF6ajR5AGu+YVRxe9dNsYyNm6/dkk59XaO1kLlHa73s05m32Qq49bqGUzZi",
-	"utJkDt1cj0pRkFYlAtKajYDUbPmYfJvRTYjFGMVTX4oRHpPqmXRnZyzpOROZwnN4HTnEmVRY5KcY7vww",
-	"hbI/94saF9bVSVit47YSRTdUMZipXvC2EtIIVqKVJ42o1WitH7Wi9mrUjqI/1kMrC2+19dFPWxjHiiZW",
-	"F8q0GCH7Seg4FZMRlp+bMZLr8IElSzhYiVbrRlaA5gs0to2Y3AVAUPE+5jCzAlkdmDaCauJsvlYr0VFr",
-	"rR35EZWzZIPWxkozaq40WwU5bO/BG2c2FfjWdvCtOjVa5enl5eVlUFjab+tiZj6AX+Rnqbp9sS+eRpHp",
-	"vTCqp9z8JfBu/fZj3YicdOcKyrn0ltk0rKnMq9kiOUYKuvQ9o/GWBWq12Ic5jjUxHGu2ZTK1RtsmVESj",
-	"8wpynyQwoNaIUc2bq5hdhcGaPVd1s87P33KpiCK+0rr9lUrxIXxp9faXitpy5o3VObqZLv92FQbr88wo",
-	"r5WGL6zONZ+8mg+6U7LRiMiJUxQKX4JN1hg7jF6fpagzhIEmA0/2DZ+KN20E4+Euh5qvwmAsVI1Gtp1b",
-	"MLmVTritmVMgyyThiiBaMASSB+0Mi5+Mjd3ugqDNDj9CddfHQG1aS+YZ3ZjKEVOIeiq5HaRIKRCl2ABZ",
-	"m8JWaKHHM1VkaaHNVElULyVoLVldjkqbUVCnipUzFAPr96JKPxfJ5C4i4d3Pw8kfh2fXMtkbmek1jHHu",
-	"Qje1+adVt6NDHEzJ6dbdNuWzmJ5bTD+ipC2SgCrvtVZW19afPH22EZFenND+YMi+OUtHXIy/lUpn5xeX",
-	"k++CeQX1nOH+B0jwu9Gyz069pnSTYaIXJM+ib0KJSWFEHhOeXEJ+4ipM5vlPKeNn3oIusmDre/kmUznU",
-	"pDnD7YoGqmbnO0tXv/bHrWmM8F8tMxvHGlBdQv7UROwcd9ezM0WZVTsO3+JcA1Fly8ll1l+3EhZI5wcz",
-	"23fl7bssgyyh4+q6LUQRLoKF+XB6gQ6eHA1kxKebTs3Yyl3MP7ZPXNmKNm5/Iy+jbF5ozdFFWS1ba63P",
-	"M5Ga4nW/IF3QMhpHUkVd2LsqfxZXaJouHFU9Y0Jg0umNGiHNC5JU/WCh9cYixXsvuyNxVBvRwVlojG1g",
-	"/Q43X2Kasc32W1yLohDWolXz3wYGCewDOcvcsY5yOkIUvFUB+7awsuh3+FRErGtxDi4aY33G6BN3fAkV",
-	"asZzVx6mBdUpiLMFOh6iJlpfKHr5ynLZBgILMbzPBkOdTiD//n7q2HQ3LsRY9PPGxRzVhN8gLq9O5paG",
-	"15czeXz97hH9MPPpWquNKIqixlMSRY1n5lNU/GvN6Fr53pWUrY3+Vys37PKMvtV7+g/f3UffMu9Ft/1z",
-	"g7mTwnXTEqw8UOH6lLZzdWY7i7NT2s+jaEyuPU0zu/klX70o7+Y1m2ceu3XzXM+PtnlrP7W/a0pvvlP1",
-	"oRkduyiVVdI9w1n+boXIHZTvz4rV/zOKVTbGsG4UFQ43lyYSAklTV/Z+yPjgkbQux8KvVbu24IKmacPd",
-	"gpLHHG0VIQ/wXokiF3vEGLkrOxSLhDoNCAu0dLhLr8NIvE94th409O/6t5kCI5kttkAg1NKiMW13Hd7N",
-	"YYjdEBEreFrQskFMhtMMHVJBUkVHvZQq06CDI8ygcDq8CsMpw1jVFC5kQVWgNwtqKR9hqgQMqK6OsZ2X",
-	"sCtgNei+RoOM6SZ0p3CTvvpwHXiy6/VJjG55dunWvOL16U6pyM0O3xaJq+PtwBrWo8qU5U1tyMGeIeQT",
-	"CGFqeGGH140sBAcJDcEhQkOowXkiKsIYyFanCgvcC5blQKAMYhkckMbX1p+gzu0LELnSPxgg4OVSP1BC",
-	"n6Hi1rZqvCfWLuJauy5XtgQ6sUF9RCNhLWVbNh7IQDThgI6dK6FEkBYzZNpG/3S5OHpp932F5w7HJWc2",
-	"e2xkcxsQl+VuUSHQpxdAXLn6OjOgjOh+iAFQ4LqLQFcUODj0ffxl04jmj+KwrcOzz6XQ3yGwim/w0vUp",
-	"BYf2d5DgNUZIO2VaCBDKmtECeFzBSjuYK+KUC+/RVA9b5auSAEt5O75iFAppFPWlmn4KHPZ0Lzm4ttzH",
-	"QIjEme3TLXnE9+P4jh2y+S6O4pttjI/ggnUrhHRzdUdKdKD0a7yt51QmLNafuvb2WRmrU8YMowZSyv3I",
-	"D/lddS5HvlWl6x1Lrq4Fo3knen7zR+gve8r5QRPmx4nll5N4sKnItGIOxpxn4NRCkb3EXIvW6qTRb0t+",
-	"/IdAWT6HyH6eENkvLMZ1e3BrcfqcLH3ytvPa7W/kl7n9ghjob6kt2HH/CEEOD6nBpboiah6tmATTKuDd",
-	"SAoDeicI34trEoXcvYlOFqCar6jehC7P0rQLcYppy8ZoKEAxNE0siLxQ5yzUvsN71F8VCos+yCARk2IY",
-	"sjN0RL+SV0AU9CjlHghvVUP3KFN4BRNQnpjXzF/K6QNLFrzvWnEA2HbxMvQZJ2loqxN7k6zDmQpnao0v",
-	"EvDJHnbuS4A2W37zmUXpeJmxsWnjMLbUrAuSjMgEbC6DXYQmHJTTKFxhd6Zdm5jCcUbp2B5qF7GskUXl",
-	"TO/HQ9C8QHGhHGRUJJktaFuSE7UcGRaLh5fmZ3B12eqPbd98PGk711r9fUjc6v7+wsTvSiNqHUUbHvf6",
-	"SOLX9WPBDn9nMvezg/txbCpMgCO+WDcZ0RBKhBSCT2wO88Q+f0QhUyh23IF6HM+3McKWrYS2pa5/OkWj",
-	"1tN+hICCWe9mtY45ILLI3m5UUS+c29QnwWFWUOGen0X5HFQRSPeWmL7gF7IBn1dsHVZU40rNzWLqqo9d",
-	"OQn42bz89MzL0mVXbl1XUbg8K5Iq6m62mlnXqfurrqekeUVq6bb8n0SmTk37kWRq6Xj/3cnUzyKyRkQ6",
-	"0Ch5RFCdFXJoYn0SQs7Wryhq1PrIKB2rck3FBVVg9+zhC8uWRGjVhw6/Rn+wXGJKfzAS0Zm9ixlPqVIV",
-	"69bY0QN2TnkbSDVK3JsUdQjQgM2LJfhCBHntAVuFwCWef+1udu3OVpbsVgpIMlXc72WD/Zsexxj6B21Z",
-	"BaXJREHXmgzdPCnfPIOdWKNdDcWFyusxMwU9alQCf6dhu8ONNd0t33HYxRVVTum48Ak3aHZXV6nobEEB",
-	"5UmHLwo5VdcgBNYHJQSncil0V3Lbq67tePJ7zprwmqe4vHZK9va33F1hb+IoOT5IKilJJj6FJ/eHrEUb",
-	"1tFwwRRdqnMQHFRBzfdWd+qqhK4+iaL5lZya8qa1Ss6D00xW/t6UnDUHHevNBX2sUXL+KJ99O7eS8/Vo",
-	"zagBUxfaPF40swZ0Z7q8FXTnJvHz+Q8+YoqKYz1hAeMuw+R+wRi5zz6Hn0ehsukwZN5kmIdpXYmIr68x",
-	"smXTlu2dpYZNSTVV2speSsTxWvlykRsFi51AS8SyiUx3giVXijAv1oKN4meFOoObqa1E5uqb6ckY0V6u",
-	"iiEWPoA9rcAO0ia9Kj1JqepwG+SQ58VVhT3GiZxAZgYOXZzqsgP34bxSQZLC+4DVF2iqKN7vek3w+IVZ",
-	"rltte00v9fJQj9JqyVubL/7/JSLGZF/zgM0ct38wv0NK+OA3nYDyTlD5GyVJ+XcsMGO/8KDLNkjap5Ly",
-	"2D2zXHro5pTzOrZmq0w86ODc5xy4gngO5J2fCkyG3nqzt6CKWWIAiMAF7eFgS+cg3zYVnFzZTP666yis",
-	"p4koV37G0EcX0Y6hx7+VbldSwqjOjJ85FKJ01ytJ0aN4BIg663ALjjSPkHE6WWrmZJcTuJaE2VqcKVHD",
-	"MHd4mWG4IWgBPaGHxjgYikTVkaJZ73vQ4j1oYEG5OiRqE7jAxfiUyIIW9DA13Oom3kQhhg/aGn7fXc8K",
-	"y7BhLOnlgkaxMcpkxtUUqtdYdT2iKBJUs24Dsb+H+glzlUqcza/XuKu3rtt1NymmIBs/YK9v2LeXxmil",
-	"St20IyOqJbtBOPk6XwytOvc0MA5vpDAnh2YKQUKXCFkeEd0uhFNvAlJkmjoBYpbQ3xNENOXxBIZMaTGQ",
-	"ZKTCijMb341FQsMcrh2TeOh+dRXz+pQmYX5Zaoe7y6IKmhgLkTZhX0BKejR1diyxamSpKoTMod5NwNtG",
-	"imqTHY6cByvUcUpRjlmp2bZSECUvR91BXwh5ZjHrE5FJGAnOtJDWvjaDV9dIu1duC+ZjMuOUsCp5Br+C",
-	"L3devvFlQk8rC3mqhSYp/K6yuB6MHPplbnb4r+DoD292bmwEL4OissNveOidae43HQsY7QThOSO/6QTW",
-	"uOkEV7C2gotwRxbp6O7TYYluz1BVLE7CTQfNlaFrTogVEteettdjyo22sdqMcg0QhfAftl69xJMWAr0k",
-	"WH6RqLIKhtei+RrlM2SG7Y7Z4ZjGd+OHfsQFwbm5tAEr6nU4433R7nAA1IXaeYbK1FbPXFRVN1XDW8xM",
-	"a25QrKcN34hv4BNTpypbqIsrEC6IsvdpWJWY6ZuIB31b84pNV0UzZ4O57gNjvEl6PVotXGJ4ta1/wjBn",
-	"xkFfCJ/jgFnVvKZRn65S61Gzo/3EhC6Oymh9ttrwJ0MlZlzMiGm8Lntm25Zuogt/ecntuGGWUK6ZnniL",
-	"d6oGBizm2fMLCrq5w6i7FDr/LMmTcTocvfJN2Cpk6D2Rw7XXyJTLNU2V4kZztjvrrfRZUbNBReu+zk16",
-	"bGxBgU31VyH6wPEUMt521aH8WLjocB9iyNdq5iBc4FWeGrIxau4Wq5YKPkCEGtPXCP2ivshHj2DP4Yhl",
-	"j+kZ9FzbXflzdcf6k9fx+bwqyWfg7s8F3C2fzh4dMp7MhCQ9R/okULzliqYnUzy4egfA2xPMEUfRbEdS",
-	"JcA/GI2+iG943uSr/EN3RM6oMVC73ts21HrcXl5ORUzSoVC6/Sx6Fm26pEvvQeLoISPaukXQv6eqDj7n",
-	"lKt151nWYksmv7O3DFy1l5ffme6uMIVJMrOTyFmGedTV1VUNqkML6s6c+Sss4n29Quola9iUlsFzc2H9",
-	"7P6mg3IveMlBcRGY+xUrPBshZpbd0U5tRNheaBA6m8/fa5BXWy9KnudKZ7MgndxTO1sVtiITy7Ts5d18",
-	"tf/sXoIWzZm6vnW9Wu3EurNUWPXyhm7jy34WfwGyN4A2c/sTzVFbQ8t1W1IOrk6u/m8AAAD//w==",
+	"7H1fbxtJtt9XqfQuYHKnSTUpyZYoLBayLe0oY8u+kryzu25dd7G7SNaoWcXpKkriaAR4H/YpD/uQtyC4",
+	"dx+CAMlDbh4SYIEA2U+Q97yO7weYrxCcU1X9h2xJlCXPeCaehzFFdtefU1Xn7++cuvBiOZ5IwYRWXu/C",
+	"y5iaSKEY/vGYJgfs6ylTGv6KpdBM4Ec6maQ8pppLsTLJZD9l48++UlLAb+ycjicpg48J05SnXs/TI0Yy",
+	"0xJJJFNESE3GVMcjAj9tv9x7oIiKR2xMPd9jWSYz5fVel1oYT5UmI3rKCNUkZVRpIgUjp1zxfspIPKIZ",
+	"jTXLPN8bcJYmXs9bEXTMPN/jwut5fZnMvMtj31Oa6qnyemtB4HuaaxgpTJS4mfqenk3gS9qXU93rp1Sc",
+	"eJe+Z4fXu/B+mbGB1/N+sVKQbsX8qlZeGmp4l5eXvpcwFWd8AmTyet5RiQhckTFNBzIbs4TIjAwoTxU5",
+	"pSlPkKpbQKERF0NyRhXMTgxZ0oZhPJFikPL4PlbkhM1gIBk7lScs8cq02Sxok3f4gxAmtr0pcsa12R0Z",
+	"U3KaxQy2iKaakYamJ0wQnvhu7DAVH+dD04zRZEYyCY8mTaTZrsz6PEmYuAeixTRNWUZSGp8oHJ6K5YQR",
+	"OuFvTthM9c4yrlmFlqsFLYuBfFBi2jFyRU6EPBOkP4XTNsNTl0iiR1whXT5nNGGZOpLyGc2GbI46mp3r",
+	"lUlKeZUe3tpqxx0WYlogu3DkFDmSkpiWyhOxE1U642J4w/o/UGRkBkXYecxYQh6ukS/44zaBhz4/OnpJ",
+	"FMtOWUaoUGfwGEyG9NlAZoxQAQs/1cwPBVUEx05gGj6hIiFxKhUzixZLIVgM/bdDAaTYE5plgqZ33CFU",
+	"kKlg5xMWa5YQZGRExvE0yyoHbL3MfFzX5NDMbAfe+nAbZLsyRGA804xtIVXMNIhgMAwu4nSaMEW4HZ/Z",
+	"M/tS78qpSO5IKCGJmsYjYP1wbisHZq2gzb7UxHT3weixb0fi2IwP/BhOipMtWpLi4CMNrjgwd5GKIJ/g",
+	"wKbQbkb0iArDXexuj2M20apMpk6Jr7jjuCM017PKOfwBePZyY0fKvRJ0qkcy49+wu+4gdk5jnc5QDdi2",
+	"jeLbPfKY0YxlJJwGwWqs5QkT+JFZ3mKE3tdTns1JvU5B0cpAPxgVn3OluBj6hTLgk6lApl3INpkRdj6B",
+	"wZK+mRhOqe35nuWVMIIvv/yyBWRgQgMVkVbX8GCzFqeUp7Sf3sdGTqimfaoYSXiCx8cwaAIcmI/ZFsmY",
+	"zmZEjWSm01mFF5Y2MrBAHjNSHtsH3cPKdhhTAYPGLUvKB1PIMzd2OtC4vRkR03GfZUQOiGKxFAkwyVAc",
+	"wFOtbXjKyKuCJk7ntUQB3YYLwrUifeBupLH9cu+LnT8cvnn6+M3R3vOdF6+OmsiTQ1FIxoTRJOWCFU8f",
+	"7PzDq53Do/wVMqFKwSbigpyNeDwiMXTvdEmuCVUnLAnFQGaoWSotM5ZsEeD4M0KzoRRdnhCVAi00ncGe",
+	"m6rZVn6egVZcmY9iSCjosWIWikKgKviSG4UjH+jz7d+/efJif/+wR6RIZ9jciNFUjwhsMKYIRfkN1MF9",
+	"PpMiCYUesXETDgAodaX+yqyHs1KPIM0rx6K0JrUnAoTbkGX5kVDTyURmmiXPWcLpET5057OBDBItmD5Q",
+	"UcAykCemzRb00SPlZqE50nh1tNvaaF5nDvXZwmu48vhmyRAq9+TsIUOiqkXUWS/zv5wSBElB7Nsf8Cw6",
+	"OWIOoqFSND/DiDSgZQrbBI6RnGqSsSHNEhDUsN2bOQ3a3mU+NtwN2xP+BZvhMiYJhzZp+jKTE5ZpDibv",
+	"gKaK1ShMVktpkx08J0hYo3k6GZee0RlIFT3NhCoLGB8V2Ykm0XSSgEmyrSM/FBGaDSpCxRT2yFTRIeql",
+	"OpOpIo2ICeB+SeSTaMKyMUgKKRT8ySfbaSrPUq501OyVxxEKOxDFgCnB8SFaSh8tAOTSMp6OmdBITzKh",
+	"Q4YnJ2OTTCbTmClg0GcwV+Woa06hbwcqFbOv4RYEHmHM1jbZFoT2cd3yycmsOngyZlTAAgtU0YsXylNy",
+	"zChJMqYUdJw/5mhCdDZlW+VfCuKGwnQSxRmzXxmuMCkt9IWX/3rTpj3iY6Y0HU9gn9u3Hs8Op/2vWKz3",
+	"kpteLx6c3/PXv/e09Oil79mZ3/TWjn0M3zjlmRSw2ntLvFd+GN5GjUPdkjwjqkbb6VAaDlg+RJ/LMytD",
+	"4oyh/8OInh4uopM7Lz9/QoyO4pP+jCRsQKepNq4AYwj6pBMKrllmdjBsyg5JKQjFWIoBH04zoEDTJwpU",
+	"N6e8m24fKNJZ7ZCMikSOSR/Eb0b1CM6NUVoloShCz2SWPFA9IiQZTplSoB4Au9VMadMoCCE2GLBYEzqk",
+	"XCgN56iBEvtgZ/vp850HihyyeJqBQq6MaCRDfmoNUJoN8SA222SbANnImCbMzFTCkMiEZnTMNMtUKJCf",
+	"JKDp5l4RN1tQEAVTRBqd+4TNHigi2LkGqyZmSg2mKTllGR9YLmoOAxPTsdd77TnSe8f+vJLoe/zGfWMY",
+	"qtkyIEpFwpJXit302l7pUXizOP03vll69NL3UqrAHEXZPqEaDFWv5/3j6+3WH2nrm6C1eXyxdvlLr2Zu",
+	"8OYrdWsG4F7bm8BrY3r+jImhHnm9tfWaTsZMU1ACb+riuXvu0vfQa3nD8/vwzKXvlXjrjbK39Ci8mbEB",
+	"P188pyCHBzxTunCpKtBzS2cXNrkxQYhpBU/hGhnLDM7dANW1WA4FV6iyoeQE/lu3Pm+OL9b91Yf1a5Sx",
+	"SUpjYLd7t9qJ1nK65dLat96Xt9vXDxi12mBpcxh/z8L0jI9yN5Pj283PiFdUY9L0xQBVw2vHaZ4HZc+y",
+	"VK/3+viyUP2W6frQPAtvvRd9NBN0GVF05J679L1cqt9iIXEprHHfew08rDxie77yA1BiISXxVSvo/ZLO",
+	"kJOuYJsSn4NR50u1cLoiOjl5E5GBBB4Gds6MUPLq1d5TUFljKqTgMU0J/Ji10HQbyGzs1M4TNiuUPTRa",
+	"cTwqFCOqbEOnj0hDMUaifXbmxhE1t1BeYUenLAMmABLYOGZAjx4xtL4IO+dKw6E9YTOUOkCsxCcKpCjV",
+	"Ri+0VHBOV/whm6bMKIMZo/EIRLCVM7nbGKYedDYD2ul3W/FqstZ6xNYHrQ262W8FcSfpstXBGl3vVzkF",
+	"vPU6aG3S1uD4YuOylX9eW+Jzp1vPVyobenGRrLclAholLOOnoKaAUeI8MsDvolxDiqyj6ddEyLN2WbbG",
+	"mp/CXisiLLbpWmn7mOp49ASJawaoSsG3a+2VqmYLiwT/cs3GN57tcn+uOxBc9HzPvN4B1jXmwv1ZWIBZ",
+	"RmcLxw07rzsUdR3dbl4/d+X5Zm2rdKZ/LIXr49VoCqG4jCh8H3k0t9VxWldv9eT9nA0miulcCUZGlP2R",
+	"yG4dC+baxx/Rp+ZC9/YRmmUcZENk1LYv2Cxqk20FkiYyQ4v8st1suFrulgCBkPsSNDoQDAs0BPhkUn8y",
+	"qT+Z1J9M6p+atfseRuiPb6U5Bl5vrp+NZOqOY5scAg+Ag4OBK65dZKvP0LUrzNm6zh7vBn6nu1FPjE8G",
+	"Y8VgLFbm3ozHp1V5Vl3u3YwxBLRsEU37PsFo4IBZkwRFPh0yqztYGY6WZpscsMFUwYNGA4AzFfVCYRjj",
+	"kwAbeNJxAYiS98cnT3ee+eTVZ92gu2H/3bT/br97++/xw4754uFD+8XDTcMTSz6QTgCWRHnT/WMYngdB",
+	"C/6/Af97DP97Av/bgS87u2F4/mgXPm7uhlPoHv+/+e7tf229e/vf3v3pP7fe/em/HP+qdqfuFNK9SsMv",
+	"Rwzn7BBwYzqDwwHE2XLhBCmsimUDFjqbMtIQ0mIUnRTtERqKXKLKaQpGMTnLuNZMEC60nAtUomhKuMKh",
+	"Ye9GjJgQZvR073D78bOdp1EozHq6k0srkf8tgqqLi+jCeQblDw6+IlwbyluC9KVMGRWGInPaS2GblxSb",
+	"N5NMJnMr191AEzD/+wrecVxiI+1e64qFQayYwTjd1v4zwc+LxTZtpPNiQZn+t4cv9slEIoTJLEgej21E",
+	"K2CsrgSIE42aiPuhhY7wwHg/2nVzsJA4K/ARW+p7X09ZNjN8dZQHoWuUgHl+I/JQre/mWMcYPsdw+S1p",
+	"VvBrN1h5cvOQrmFPe1WNpNhCMW/Fc/vm4do9bpu9qkIzt9CajKXSpBMERDB9JrMTRRpP9p4e+GTv5eka",
+	"LO3ey9OHW3CSkC2a4CIozaCygly07zUdYwiF5QyTjAFTYAkZZHLcJr+DIzsj8YjFJ4pEccrhRE0in7BU",
+	"sRJW7IFy/WwZLzgyGYQmVg80DAObA/5sVd8qSrFoqk12xhM9w82KzKpn4qWhyB/YdxSoYCoqHsaBzMak",
+	"MQKaoc4epzCcpGl4R+45mj9OlkY9EnU2u+2g3W0HK901sCO7QdDpJf2NXm9ltRvhWQLd2o2pujHWNq/Z",
+	"GI1Gd/110Fo//rb7OmitHb+GLfJtB/+56F5++7rT2jz+Df7ZbIRh+xaPNy9WLxsrjdXXQat7/O3rTjf/",
+	"4TffNuDTdmvXOA79tctGb/6b5sWjy8Xnes2Ljv/osvdtr7dUG4H/8LKuP2xntfYV+L7ZWGl0YIobOLuO",
+	"nWhler9p1uvlVWde1X/ne89Lans9awHxt+ioGIAyggzWsAciB4Tag7geEC0nrZSdspQULMlEioLNh6Q/",
+	"00yRsxETRLGM05QrdCrsoSF7wiaI/kBhbPAesWZJ02C8ZZYgADixOCzlsKpJrnSUR78ezPMx3ztvDWXL",
+	"fvmVkqJ9QM+eM6XoEC2NfWuVVKf8QjCjcckBKmHGcrw+HyFXvHqLSlYoFrQsOPXYBTwJomiY0cmIKAaf",
+	"tcwUaVQVsaYDkISizxOeGXZBU8LGfZYkXAyVT+QpyzKeWPpzJVMK1G/cpMMBO/hyxDUjakJjRhqvBI9l",
+	"wh4ogl+/OYSvm74FD6Me1OJDIdFhQOBRI3zzEOJjqngciufTVHNQYKY0JS+Nr+HVZ0Gw/RTGEKyu7eK/",
+	"DztP4N9OZ33X/PswwH8fPV6z/677oXj1WWcjeIyD7mwEu2YW9otu4L54GLhp4RernYfYxu5OYH7Y3TFP",
+	"7u7smn93twNsfHd31z6xu7thyP3qs+5GEJBEokssllODVbKLb7B/lqPBbnYKIWyXUKToailr2Hl4hWun",
+	"b44YUXSM2OOdJ8+3W92HXbPQ0roymBhywdSClt217vorhG6hci+tXZfe6Qb5O9vwcfvp//nL//2P3/35",
+	"n7/781+/+w9vv/un//HdP/3P7/7671rf/fUv796+bb17+xfTcuvd239596d/br3707+8++vbf3379l//",
+	"/J++/9vb1vd/+8v3/+vv3//vv37/9//e+v7vfzt+nwHW8ryyq3xRkAnCE0KJEd0kHklMDBigAigY4p96",
+	"pDZYVwrNmXBbKBoHu0/I5vrDbi8PrgnehwPwyCenNONUgGZyfo7av8tdgY2xFmx++CjZo/yP1cvW641N",
+	"2j+ufHNTsKxwpdRpBIVPxh3xXPcBpepUxrQ/TWkG+rYDn6l2xigC2/o8BS5gkmaiZo90iJah6HQ3oLWU",
+	"acMaEz4EJQUd1G9Im/RIK2oTYMdMICwULNpfYbyOkjOeJjHNkp7VuUYyhWdCkff2qwi/VBZoVpqC0jTD",
+	"+Cdy9vyFyKDfovxFmqaL9u2SVhLquBeB3+k+uqx8+6vW8Q0LoK7XfEv+MR8xdkSf8ZjBrgNCWHNymMF+",
+	"LD0LbCcHKMP82mUVcDkv201qhu9NBf96yuwDoFDAzCwedGFWeKLW1h8Ri7C1mSmoRy5tFDrc7JKR0JJd",
+	"ermoJIFOTkXMansqrKwxPedjMLTWN42Oa/5aKxEkRxznYNuaFrUFHpcYQwlwe5P9pi1UF5vPh3etdVnA",
+	"Vqor8YyfMBKVnFKRv4zaQxplP1NzTv9fX1ZI3c0v9GNJrg/gzTpABMFdoudZvsDXHQK7DS4v67YIOsLv",
+	"Mob3i4ANMxqzlyzjMjk02Rb1sbBUiqGJhqbGt3bC2EQRMFiBpTecbbIakITOVLNNgsKKttgOZIYUNnXM",
+	"7KY1J7i7vtkN7LY139Se6OXDGXUUxghA2VmTZ5WCwPR8byHLNP8C/Yiz2pDTYR6HWIoPmkFU+PnqUtzc",
+	"OrtvuSfeL2h8t0gs//CBCMfA56BFFrkVoa6JWr7pKI/oG94K23eLRDQZc1E8259ysK9EKCL72hvzhDHA",
+	"8LNxKD1Q1ZCk7RY2DDy0hFMyT3orBy7qBEclaj8/WzvKOsTb6SOcl31E1QLbtqyxo2YKdtqDnFo8Uei3",
+	"p5MJoxnYXviGzFBDKISmG8ASGnVc1ajdmyUNrXV80fEfXhH7PCrtkaJ/s3Pe0BgjSB/MpV4cjVpNanV1",
+	"ddMYpXO505gn82SLnNJ0algftz4XTO4Y0DSFZ2aMZooEQQDaOdnc3NxE/khiKU5ZZqP3r46eAO0HMhtT",
+	"7fW8hGrW0nzM6gb8CsN0txMlYy7K33ZugIfNqcmqqsRsETFNU5KxsTw1QZO6YBU8Y9IjjQfsBwtevQc0",
+	"pSxaaxdhfjI1QY2Ka/9aR/51lLnl5r0fLNryjssDAyo3ThYTOzfc7Ko9Me9LvIKQy/oWP0Y0XJ0yYsIc",
+	"d1H3XGSkHrbgQjDObWB8MegHKyIuLkjbKEdxTGZs1dHgWkOPslHp5oMO67UH7S56xMlVkAwLyaKqPJWi",
+	"jACoo1bUzQ2yu/5w/qgtjHlyrT+g7M7AiGQR6MaEPaq5Gsx6FQfAV5JbpGG0vf/UIgFfHEShaMR0wjVN",
+	"1Zb9qc8xsZAPR5plxhs6zOR0Yl6f0IwJPWKKKZ+w9rAdijmvD9nef0oa1rFivnlxYFSXZtQm2/mYackp",
+	"MaGZYoSrUGQWxYBqEljVGL5zdSvomFsTYCIV7lLS6LT61KVEY9Ch6XYcuquvgCncsAROVTr8oTGnsOOO",
+	"rzysT2RSMR9+t/1s76nne8+3n+2+OHi+A5/3Xxy92X3xah8+H+z87sUX+O3O71/uHeCno5397f2jN8/3",
+	"Dp9vHz35HH7b/93ewYv95zvVrx1YwfO9vZdvoNntZ89efGm+2D98tbu792QP3jl88uLlzuH8ty93Dp7v",
+	"HR7uvdg/rLVazIwOmEIc1O34jiXDdRQuEewnAwU9YbfMg3ofQN4PB8D+4VBhmKBc8rPloJi502We880G",
+	"WjxmBoqH8NND6MVM1gTyt6cGm1En53KzjDQiVxBh++nzvf03Ry++2NmPsMIBzbPMCVdq6oDfhVHUdkWV",
+	"cAbYaaFOjbSemLR6LgbSlSygxho3GocZzIRjDs+YcqEpFyxTCyBqbw/6Vz4BPUv5tpSW8nMXCTD9HLdk",
+	"B22iJ2Maj7hgiL0gEz5hKfzlh6JP45PphHwl+8oHdq6FweOwoUEdq2abPKbxCROJm69CUUmily8Oj8gK",
+	"nfAWwnWMoyMKhRTWf18g49nMWDjtUITC5EwBXzC4ZpuGX6o8YREcJoDKVZ4c70DuKhTRkpVlot68Ce5f",
+	"u6ihcKbuGabU57h7G8kuVRbDFCwsozJixXQewODOW273tvDZyLn6TVERxF6b80IaJYbVJIrZZRxTgcn8",
+	"UqSzUOA6onSkuvZFZ5Djg7aWyVqwhqDCgVkAV/4FU8lwIarRB34KczbBziLqQE8ZaawFq81eCbJqvAA+",
+	"MaBOLAOCW5FQHCrMbyTTxNAJzVesyuYTITP4MYW+UinyokRcK5YOSIO6CmnG2yJMfZ1ZKPIqMJpQklLN",
+	"bOmdmWkT6xbgJ5rk3SKVTWoe1UROdcqN+dDER0NhkYT5IaEWdGkI3CZ7+YTNRN1BK0+46AADUKGonbOp",
+	"E5gjmszQ3Z6w9WawRQTOZzRmoAZyCftgFgqlOdo/NCmO+MyEvuyIDAFNOQnro6lsIyGLDUIaShKuc6Ji",
+	"YqAZgrHAYEf5xGAWUgQ06VEmp0Pr/zIVXU4saBIdniWcVCgqQCmznNT5MNAKQPsOXxvRyYQJ5SKCNh3P",
+	"J4JmGXqlckonoTgb8ZTZcRrGkk2FCeKb3YqldBprQQdegz1r2A1GmxByFV1VIyYiDRfZwklVcnrmS0CG",
+	"AvkvQbLJwcCGOk3tES5IZOJbUYnZ5RlANvkHtnb0+5a13lp7TyNbAatns4aqpY4ULgjSDskYCnT4dLob",
+	"c8ng0Xbrj4S2viFBa5O0yRsMyBpAjtSWyMhGCumVI8IQqmL9UGOasLJj6oEiqRxaVLN1euaFIe2UcmgE",
+	"t2iflMdMGJeFFXTP944835tmqRWMqreyImEDYH23tsyGK/YltQLPFpE4z0kzz/dsLN/reZ120A7gKWiE",
+	"TrjX81bbQXvVYj1RC8gFFPwxZDUYxX12BvPA5HozaVfvxmISEUqFDvYtswhjmVm2gaVSfUO76BkXJ24h",
+	"K2R5dfDM2TaYrTKhQ0YaUcbSX4cefBN6EWzWyAQEMV7OTmk6Rc8zNUdpLFEE2nYc9WFt6TADsWFC47/d",
+	"KQvlC55c2ioruYQCFc17xpW2yaxILZd/g8kQWIjIoWbt2uXq3bI1hcqmUn2TVVV92XbndHZofBENJgfE",
+	"JPn6BVOxKb5tV2lpbjR5MHa5YVRTKa6aYjldYbl2Szr1VY3WZjHcW+tlb+OyzVZynK5qOOVjritN5tk0",
+	"60EpotepRPM6i9G8miWf0K+nbIvEcoLiaZDJMR6T6pm0Z2eSsVMupwrP4VXbIZ5mCqt9FsNdHs1Vjk18",
+	"VuNcvTz2qwWdu0FwTTmzhTJmryvhOa8bdB+2gk6rs37UCXqrQS8I/lif7VJEXky8ad7CeKVYYnShqZZj",
+	"ZD8Jm6Ryho4ib8G8rktQKNnQXjdYrRtZkTtZJOWZ6N9tcFYVv3iOcy/S5Dxow6tWlMlp1Q2OOmu9wI2o",
+	"XD7GcxjqTrEdnuyRl9ZsKlKOet7X6g1olW/Oz8/PvcLSfl0X/3VglKL8gKpbF/PimyCA3gujei5kVcqn",
+	"ql9+LCCXb92lAsw2L/omYHJNtUyQgrY6BWi8ZYFarfoHx7EmHmnMtmmWGqNti1REo/UdC5crOmTGiFHt",
+	"68sZX/remjlXdbPOz99KqZo6vtK5+ZVKFVJ8afXml4oi0/DG6hLdzNeBvvS99WVmlBdNxhdWl5pPXtYT",
+	"3SnT8ZhmM6soFL4Ek7M7sVDmAU9RZ/A9TYdu27dcpYl5IxgPdxk2cel7E1mXNfIkt2ByK50K4ykuALgZ",
+	"FYoiqNonNA9AA4ufTcButwH9diiOUN118XyT3Tx1jK7klS+5HTKZMkKV4kNhXOTQCiv0eK6K9H60mSp1",
+	"mEqZ/U2jy7HMJHnWqWLlAhye8XsxpR/LZHYbkXDx43Dy++HZtUz2WmZ6BWNcuuJlbXmVqtvRomfm5HTn",
+	"dovySUwvLabvUdIWedmV9zrd1bX1h482NgPajxM2GI74VyfpWMjJ15nS09Oz89k33rKCeknoyh0k+O32",
+	"sitrckUNV2CiZzQvEtUmJSaF6BLMQbf1phJbaj5PSU+5OHEWdFE+pb6Xr6Yqh021F7hd0UDV7Lww++qX",
+	"7ri1wQj/xQo3obYh0yUUW01c13J3vThTlFm143AtLjUQVbacbOGoqyhhQKFuMIt9V96+DRmyEtKzrttC",
+	"FCERDGRNsDN08OTINhCfdjo1Yyt3sfzYPnJlK9i8+Y38PhV4obNEF2W1bK2zvsxEaqpY/4R0QcNo7JYq",
+	"Loi4rfJnMLLQdOGo6oMJgXVArtUIWV5vr+oH8403Fne887LbLY5qIzo4C42xR/ggxEQMrDZjoAsNhC2s",
+	"Bavwv82mzdTgJZa5YxzlbIzJQkYFHJgbVuQgFHMRscigYWw0xviM0Sdu+RIq1FghwLjyMHuyTkFcrD93",
+	"FzXR+ELRy1eWyyYQWIjhfT4c6XRG8u/fTx2b78aGGIt+XtqYo5qJa8Tl5fHS0vDqan33r9/dox9mOV1r",
+	"tRUEQdB6RIOgtQGfguK/zoKula9dSdnaHHzRvWaVF/St/qN/+OZ99C14L7jpPzuYWylc15Gge0eF62Na",
+	"ztWF5SzOTmk9j4IJvfI0Lazm52L1rLyaVywePHbj4tme723x1n5of9ec3nyr4poLOnZRCbake/qL/N0I",
+	"kVso358Uq/9vFKvpBMO6QVA43GzKk09omtr7r0ZcDO9J67Is/Eq1a5ucsTRt2esQ85ijKT/pkhW6QWBj",
+	"jxgjtyjVWCbMakBYpy8UNlUUI/GuLoTxoKF/173NTVUngy2QCMg1mF3TXSiiHCkZ+YhYwdOClg1iMqxm",
+	"aJEKGVNs3E+ZggYtHGEBhROKKgynDHZWc7iQB6oCvXmgmvkIUyXJkOnqGHt5heYCVoPuazTIuG6TaA7a",
+	"iRQMRVSH74ycPonRLccuLc0rXp9oTkVuh+KJTOyFPq6oDXpUuTK8qUdyPKpP8gn4ZG54fijqRuYTi1r1",
+	"iQWt+sRBUX1SRaKaUvV2X1TvGHHokaXK9zR9UoNo9UNxFaK11PHcBShl1Er1FwwMNtuheOEuSDJ1+AcU",
+	"K2UYWiJcwFb0QeDHATuVRm30c2iPb0uMYfV9kVhYECI3jET2q6ni1JElv2pshpaHq8Zp62BimESU616S",
+	"EgYP1deeMWbckY0QgBzZwgol6I2BNiAmSwrEg8QSEQayTQ7YxDpUSsfSIKegbfTSl+salc5AcWUNEsuC",
+	"wccmWwnRafZSSUoG7IxQe3tXnTFUzn64ixlU5EAU4b7As6kD7+M1nIeefxC3dV3ux1JmzS3Cy/iGKN0m",
+	"WcgpdyUj3uqKe6e8FzwE9E5ZAfWugNot2BeR4YUPba6H7fLNsaQBtrzlrqBWZWCuNGv6KQDz873kEONy",
+	"H0MpE+u8mG/JQfPvx4NukeG3cZdfb2l9AEe0pRDum8tb7kSbBnCFz/mUZQmP9ceuw35SSetUUpRqtJQn",
+	"lR/y22qedvtWVc8LnlxeCclzoYT8IkTf3X2b84M2WR4tl9/V6CC3cqoVT+Z0ilpAtpOYa8FanTT6bSma",
+	"cRdAz6dA4Y8TKPyJRfpuDvE15s9J86P3IKzd/EZ+t/VPiIH+lpkSPO8fJ8lBMjXoXFvL1mE2E29eBbzd",
+	"lsKw5jGCGOOadCl7jbyVBajmK6a3SCSmaRqZIqUI1ylBg1iaGCh9oc6ZhINQ9Jk1fTDoYkItGSJzgCFb",
+	"Q0cOKtkVVJE+Y8KlAxjV0D7KFd6FSZhI4DX4pZxE0TQpDLYVCwPuFS+TARc09c3lHs5qCwVX/sKFQg1K",
+	"XMqLmXuT4M0M+UXQBqvkZMbmlolGmXsXbKhoTGfEZHQYIrTJQTmZxN7exLVtExNZThibmENt47Y1sqhc",
+	"u+H+cERPUVwoC5yVydTc7lCSE7UcmTSKh5vLM7i6+hP3bd98OGm7FK1+HhK3ur4/MfHbbQWdo2DToX/v",
+	"Sfzafgzk42cmcz+5+e/HpsI0QOpurqFj5pPSRvKJSwz38/RGd0TJVKHYsQfqfvz/YIStGAlt7mD54RSN",
+	"2njDEcIqFr2b1Ut9COKrzBWmFfXCulNdKiDmRhVBikWs00EVh/XeEtOV8EM24LKrjcOKaaTU0iymrp7g",
+	"pZWAn8zLj8+8LN1oa+m6isJlo0gtqbu+doGuc5fUXr2TlhWpxdWWP4xMnZv2PcnU0vH+2cnUTyKyRkRa",
+	"6Cy9R2ihEXJoYn0UQs5U8SgKmrv4MJuocpXUB6pAMJrD55ctCd+oD6G4Qn9wAcWK/gAS0Zq9jalImVIV",
+	"6xbs6CE/ZaJHaDVW3p8V1RjQgM1LRrhyDHkFBlOLwabff2nifiRarBUbVUrCclVc4msgD1sOzem7B01x",
+	"CaXpTJHImAxRXpoAnsFOjNGuRvJM5cX7uSJ9BiqBu7i8FwqwpqPyReYRUlRZpePMpR2h2V2lUtHZA0WY",
+	"SELRkNlcdQef8AFRUgqWNX1CB0CjsxFHACk0kV9m3CYYV6bCZiybK25yd4W5aKrk+KBpxmgyc4lMuT9k",
+	"Ldg0joYzrlizzkFwUIV2v7e6U1f3d/VhECyv5NQULK5Vcu6cbNP9uSk5axZA118KAFqj5Pwx2/h6aSXn",
+	"y/EaqAFzNy3eXzSzBnoIXd4IPbST+PH8Bx8wUceyHr8As5fBgj9hpOAnn8OPo1CZpCC6bErQ3bSuRMZX",
+	"V1rZNsnbKNsyYFOZmivwZW9XJIpZwWuFlCKN0NMZIvrkVIde05btzEvWYKP4WaHOYGdauc1NzyaIebMV",
+	"P7H8A9nTiphBmtRfpWcpU6EwQY7stLjpu88FzWZkCgMnEU51xUIccV6ppEnhfcAaFCxV7AxO6xXB46dA",
+	"rhtte83O9cpIj9NqEWuTNf9vEhljyjM8YPLnzQ/wN0mpGP469JgIvcpvjCblv7HMjvnCQU97JGMDljER",
+	"22dWSg9dn3hfx9ZMrY07HZz3OQe2LKCFuuenAlPCt1/uPVDFLDEARMkZ6+NgS+cgXzblHV+aegZ1dxcZ",
+	"TxNVtggP7I8IMZ++w7+VLrlUElRnLk4sFjOzt1xmss/wCFB1EgoDEYVH6CSdNdv5tss3uM4sDFGlVI38",
+	"3OEFw7BD0JL0pR6BcTCSiarbikDv99iL77EHHihbjUVtESGRGB/TtmDFfpgbbnURr9shwAdNJcNvrmaF",
+	"ZfA0FjazQaMYjLJsKtQcthmsuj5VDDdUu24Bsb+7+glzlUqeLK/X2BtQr1p1OymuyHRyh7W+Zt2egdHK",
+	"lLpuRcZMZ/wa4eSqnXG06uzThAvyMpNwcthUIUjoHIHbY6p7hXDqz0gmp5pZAQIkdJfKUc1EPCMjrrQc",
+	"ZnSs/IozG9+NZcL8HLQe03hk/7R1AweMJT5xVoG5g7iyJyZSpm2yL0lK+yy1diw1amSpNkaWA97bBO8P",
+	"KmpuhgI5D9bpE4yhHDNSs2ekIEpegboDXjVqkPszOc3IWAquZWbsaxi8ukLaPbdLsByTmaSUV7en9wvy",
+	"+c6zl65Y6psKId9oqWlqLoHNievAyL4jczsUvyBHf3i5c20jeHMgy0JxzUMX0NyvQwMYDT3/lNNfh54x",
+	"bkLvkqx1kQi3ZJF23308LNGuGaqKxUm47qDZYnztGTVC4srT9mLCBGgbq+0g1wBRCP9h+/kzPGk+YecU",
+	"i1BSVVbB8A5NdxPAwjbDdif8cMLi2/FDN+Jiw9m59AjWFQwFFwPZCwUhqAv18jyduaVeuNWwbqrAW2Cm",
+	"NRdZ1+8N14hr4CNTpypLqItLTc6oMjfkGJWY6+s2D/q2lhWbtpZozgZz3YdMuBj6ZD1YLVxiW3iDlH0C",
+	"mDMXRJ9Jl+OAueWiplGXtFPrUTOj/ciELo4KtD5Tc/mj2SUwLg5i2mThzC9b87p94a4juhk3zBMmNNcz",
+	"Z/HOVQIhjbyGwANFotxhFDV965+leb5OKNAr3ybbhQx9T+Rw7cVQ5aJVcwXJ0ZyNFr2VLjdsMaho3Ne5",
+	"SY+NPVDEFDxQPvrA8RRy0bM1stxYhAyFCzHktFo4CGd477Mm0wlq7garlkoxRIQa11cI/aLKygePYC/h",
+	"iOX36Rl0XNte4nV5yyqcV/H5vDbLJ+DujwXcLZ/OPhtxkSyEJB1H+ihQvOW6rsdzPLh6E8LrY8yUR9Fs",
+	"RlLdgH8Ajb6Ibzje5O46INGYnjAwUCPnbRtpPemtrKQypulIKt3bCDaCLZt66jxIAj1kVBu3CPr3VNXB",
+	"Z51yte48w1pM4egLc9fCZW9l5QK6u8QUpozDSiJnGeVRV1td1qsOzas7c/AraeDl7jLTTWPYlMjguLk0",
+	"fnZ330O5F7zqobjaz/6Jda5BiAHZ7d6pjQibax18a/O52x3ymvNF4fdc6WwXWyf31C7Wxq3IxPJedvJu",
+	"uQqIZi2Jlu2F6sZ1vRrtxLizlF/18vp24ct+FndbvjOAtnL7E81RU0nMdltSDi6PL/9fAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"net/netip"
 	"time"
 
 	"github.com/oapi-codegen/nullable"
@@ -68,9 +69,23 @@ func newKeyRequest(f *apikeys.Fields, at string, b *gen.CreateApiKeyRequest) ser
 		IntendedUse:   parse(f, at+"/intendedUse", b.IntendedUse, apikeys.ParseIntendedUse),
 		Metadata:      parse(f, at+"/metadata", b.Metadata, parseMetadata),
 		Scopes:        parse(f, at+"/scopes", b.Scopes, parseScopes),
+		Controls: apikeys.Controls{
+			Disabled:    !deref(orTrue(b.Enabled)),
+			Permissions: parse(f, at+"/permissions", b.Permissions, apikeys.ParsePermissions),
+			IPAllowlist: parse(f, at+"/ipAllowlist", b.IpAllowlist, apikeys.ParseIPAllowlist),
+		},
 	}
 	r.ExpiresAt = parseExpiry(f, at+"/expiresAt", b.ExpiresAt)
 	return r
+}
+
+// orTrue is an optional boolean whose default is true.
+func orTrue(b *bool) *bool {
+	if b == nil {
+		t := true
+		return &t
+	}
+	return b
 }
 
 // keyUpdate parses a PATCH body; null clears an optional field.
@@ -91,6 +106,15 @@ func keyUpdate(f *apikeys.Fields, b *gen.UpdateApiKeyRequest) service.KeyUpdate 
 	}
 	if b.Scopes != nil {
 		u.Scopes = service.Some(parse(f, "/scopes", b.Scopes, parseScopes))
+	}
+	if b.Enabled != nil {
+		u.Enabled = service.Some(*b.Enabled)
+	}
+	if b.Permissions != nil {
+		u.Permissions = service.Some(parse(f, "/permissions", b.Permissions, apikeys.ParsePermissions))
+	}
+	if b.IpAllowlist != nil {
+		u.IPAllowlist = service.Some(parse(f, "/ipAllowlist", b.IpAllowlist, apikeys.ParseIPAllowlist))
 	}
 	return u
 }
@@ -121,7 +145,26 @@ func apiKey(k *apikeys.Key, now time.Time) gen.ApiKey {
 		LastUsedAt: k.LastUsedAt, LastUsedIp: optional(k.LastUsedIP), RevokedAt: k.RevokedAt,
 		RevokedBySubjectId: optional(k.RevokedBySubjectID), RevokedReason: optional(k.RevokedReason),
 		RotatedFromId: optional(k.RotatedFromID), ReplacedById: optional(k.ReplacedByID),
+		Enabled: ptrTo(k.Enabled()), Permissions: genPermissions(k.Permissions), IpAllowlist: genAllowlist(k.IPAllowlist),
 	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// genPermissions renders permissions, [] for none.
+func genPermissions(ps []string) *gen.Permissions {
+	out := make(gen.Permissions, len(ps))
+	copy(out, ps)
+	return &out
+}
+
+// genAllowlist renders an allowlist in canonical CIDR form, [] for none.
+func genAllowlist(ps []netip.Prefix) *gen.IpAllowlist {
+	out := make(gen.IpAllowlist, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return &out
 }
 
 // createdKey renders a key that was just created, the one time its secret is shown.
@@ -134,6 +177,7 @@ func createdKey(c *service.Created, now time.Time) gen.CreatedApiKey {
 		CreatedBySubjectId: a.CreatedBySubjectId, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 		ExpiresAt: a.ExpiresAt, Status: a.Status, IntendedUse: a.IntendedUse, Metadata: a.Metadata,
 		Scopes: a.Scopes, RotatedFromId: a.RotatedFromId,
+		Enabled: a.Enabled, Permissions: a.Permissions, IpAllowlist: a.IpAllowlist,
 	}
 }
 

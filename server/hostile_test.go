@@ -426,6 +426,12 @@ func (g *hgen) value(name string, s *openapi3.Schema) any {
 			return fmt.Sprintf("%d.%d.%d.%d", 1+g.r.IntN(223), g.r.IntN(256), g.r.IntN(256), 1+g.r.IntN(254))
 		}
 		return fmt.Sprintf("2001:db8::%x:%x", g.r.IntN(65536), 1+g.r.IntN(65535))
+	case "permissions":
+		if s.Type.Is("string") && s.MaxLength != nil && *s.MaxLength == 1000 { // verify's permission query: a grammar no pattern states
+			names := []string{"documents.read", "billing:*", "admin", "a-b_c.d:e"}
+			pick := func() string { return names[g.r.IntN(len(names))] }
+			return pick() + " AND (" + pick() + " OR " + pick() + ")"
+		}
 	case "tenantId", "environmentId", "intendedUse":
 		if pool := g.labels[name]; g.r.IntN(4) != 0 {
 			return pool[g.r.IntN(len(pool))]

@@ -224,8 +224,8 @@ func TestMetricsCountTheScenario(t *testing.T) {
 			if !maps.Equal(verifications, wantVerifications) {
 				t.Errorf("apikeys_verifications_total moved by %v, want %v", verifications, wantVerifications)
 			}
-			if n := len(after.series("apikeys_verifications_total", "via", "code")); n != 14 {
-				t.Errorf("%d verification series, want every verdict of each kind (8 + 6)", n)
+			if n := len(after.series("apikeys_verifications_total", "via", "code")); n != 19 {
+				t.Errorf("%d verification series, want every verdict of each kind (11 + 8)", n)
 			}
 
 			moved := func(name string) float64 {

@@ -68,6 +68,9 @@ func verifyRequest(ctx context.Context, b *gen.VerifyApiKeyRequest, f *apikeys.F
 	if b.RequiredScopes != nil {
 		r.RequiredScopes = parse(f, "/requiredScopes", b.RequiredScopes, parseScopes)
 	}
+	if b.Permissions != nil {
+		r.Permissions = parse(f, "/permissions", b.Permissions, apikeys.ParsePermissionQuery)
+	}
 	if b.ClientIp != nil {
 		addr, err := netip.ParseAddr(*b.ClientIp)
 		if err != nil || addr.Zone() != "" {
@@ -91,6 +94,7 @@ func (s *Server) verify(ctx context.Context, r service.VerifyRequest) (gen.Verif
 		Valid: true, Code: gen.VALID, KeyId: &k.ID, SubjectId: &k.SubjectID,
 		TenantId: optional(k.TenantID), EnvironmentId: optional(k.EnvironmentID),
 		Scopes: genScopes(k.Scopes), ExpiresAt: k.ExpiresAt, Metadata: metadataOf(k.Metadata),
+		Enabled: ptrTo(k.Enabled()), Permissions: genPermissions(k.Permissions),
 	}, nil
 }
 
@@ -134,6 +138,7 @@ func decodeVerify(body []byte, f *apikeys.Fields) *gen.VerifyApiKeyRequest {
 	req.ClientIp = str("clientIp", 0, 45)
 	req.TenantId = str("tenantId", 1, 128)
 	req.EnvironmentId = str("environmentId", 1, 128)
+	req.Permissions = str("permissions", 1, 1000)
 	if raw, ok := members["requiredScopes"]; ok {
 		var items []json.RawMessage
 		if raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
@@ -155,7 +160,7 @@ func decodeVerify(body []byte, f *apikeys.Fields) *gen.VerifyApiKeyRequest {
 	}
 	for name := range members {
 		switch name {
-		case "key", "clientIp", "tenantId", "environmentId", "requiredScopes":
+		case "key", "clientIp", "tenantId", "environmentId", "requiredScopes", "permissions":
 		default:
 			f.Add("/"+escapePointer(name), "is not a property of this object")
 		}

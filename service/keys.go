@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -24,6 +25,7 @@ type NewKeyRequest struct {
 	IntendedUse   string
 	Metadata      apikeys.Metadata
 	Scopes        []apikeys.Scope
+	Controls      apikeys.Controls // enabled, permissions, IP allowlist: parsed
 }
 
 // Created is a key that was just created and the token it was created for: the only time
@@ -124,6 +126,9 @@ func mayCreate(p *apikeys.Principal, rs []NewKeyRequest) error {
 		if !p.MayHold(r.Scopes) {
 			return apikeys.Errorf(apikeys.EFORBIDDEN, "a key cannot grant scopes it does not hold")
 		}
+		if !p.MayGrantPermissions(r.Controls.Permissions) {
+			return errPermissions
+		}
 		if !p.MayGrantLifetime(r.ExpiresAt) {
 			return errLifetime
 		}
@@ -137,7 +142,7 @@ func newKey(p *apikeys.Principal, r NewKeyRequest, now time.Time) apikeys.Key {
 		ID: r.ID, SubjectID: apikeys.NewSubjectID(), TenantID: r.TenantID, EnvironmentID: r.EnvironmentID,
 		Name: r.Name, Description: r.Description, CreatedBySubjectID: p.SubjectID,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: r.ExpiresAt, IntendedUse: r.IntendedUse,
-		Metadata: r.Metadata, Scopes: append([]apikeys.Scope{}, r.Scopes...),
+		Metadata: r.Metadata, Scopes: append([]apikeys.Scope{}, r.Scopes...), Controls: r.Controls,
 	}
 	if k.ID == "" {
 		k.ID = apikeys.NewKeyID()
@@ -151,6 +156,8 @@ func newKey(p *apikeys.Principal, r NewKeyRequest, now time.Time) apikeys.Key {
 	}
 	return k
 }
+
+var errPermissions = apikeys.Errorf(apikeys.EFORBIDDEN, "a key cannot grant permissions it does not hold")
 
 var errLifetime = apikeys.Errorf(apikeys.EFORBIDDEN,
 	"a key cannot give a key a lifetime it does not have: set an expiry no later than its own")
@@ -302,6 +309,9 @@ type KeyUpdate struct {
 	Metadata    Optional[apikeys.Metadata] // nil clears
 	ExpiresAt   Optional[*time.Time]       // nil clears: the key never expires
 	Scopes      Optional[[]apikeys.Scope]
+	Enabled     Optional[bool]
+	Permissions Optional[[]string]       // nil clears
+	IPAllowlist Optional[[]netip.Prefix] // nil clears: every address
 }
 
 // UpdateKey changes the fields set in u. A caller cannot grant scopes or a lifetime it lacks,
@@ -342,6 +352,9 @@ func (s *Service) UpdateKey(ctx context.Context, p *apikeys.Principal, id string
 				return errLifetime
 			}
 		}
+		if u.Permissions.Set && !p.MayGrantPermissions(u.Permissions.Value) {
+			return errPermissions
+		}
 		if k.RevokedAt != nil {
 			return apikeys.Errorf(apikeys.ECONFLICT, "a revoked key cannot be changed")
 		}
@@ -370,6 +383,15 @@ func (s *Service) UpdateKey(ctx context.Context, p *apikeys.Principal, id string
 		}
 		if u.Scopes.Set {
 			k.Scopes = append([]apikeys.Scope{}, u.Scopes.Value...)
+		}
+		if u.Enabled.Set {
+			k.Disabled = !u.Enabled.Value
+		}
+		if u.Permissions.Set {
+			k.Permissions = u.Permissions.Value
+		}
+		if u.IPAllowlist.Set {
+			k.IPAllowlist = u.IPAllowlist.Value
 		}
 		k.UpdatedAt = now
 		return nil
@@ -452,7 +474,7 @@ func (s *Service) RotateKey(ctx context.Context, p *apikeys.Principal, id string
 		n := m.Key
 		n.SubjectID, n.TenantID, n.EnvironmentID = o.SubjectID, o.TenantID, o.EnvironmentID
 		n.Name, n.Description, n.IntendedUse = o.Name, o.Description, o.IntendedUse
-		n.Metadata, n.Scopes, n.ExpiresAt = o.Metadata, o.Scopes, o.ExpiresAt
+		n.Metadata, n.Scopes, n.ExpiresAt, n.Controls = o.Metadata, o.Scopes, o.ExpiresAt, o.Controls
 		n.CreatedBySubjectID, n.CreatedAt, n.UpdatedAt, n.RotatedFromID = p.SubjectID, now, now, o.ID
 		if r.Name != "" {
 			n.Name = r.Name

@@ -18,7 +18,7 @@ import (
 const keyColumns = `id, subject_id, tenant_id, environment_id, name, description, lookup_handle,
 	prefix, last_four, secret_hash, hash_algo, created_by_subject_id, created_at, updated_at,
 	expires_at, intended_use, metadata, scopes, last_used_at, last_used_ip, revoked_at,
-	revoked_by_subject_id, revoked_reason, rotated_from_id, replaced_by_id`
+	revoked_by_subject_id, revoked_reason, rotated_from_id, replaced_by_id, controls`
 
 // keyRow is the database shape of a Key.
 type keyRow struct {
@@ -47,6 +47,7 @@ type keyRow struct {
 	RevokedReason      dbText `db:"revoked_reason"`
 	RotatedFromID      dbText `db:"rotated_from_id"`
 	ReplacedByID       dbText `db:"replaced_by_id"`
+	Controls           string `db:"controls"`
 }
 
 // key converts the row into the domain's Key.
@@ -61,6 +62,11 @@ func (r *keyRow) key() (apikeys.Key, error) {
 		RevokedReason: r.RevokedReason.S, RotatedFromID: r.RotatedFromID.S, ReplacedByID: r.ReplacedByID.S,
 		Scopes: []apikeys.Scope{},
 	}
+	c, err := apikeys.UnmarshalControls(r.Controls)
+	if err != nil {
+		return apikeys.Key{}, fmt.Errorf("key %s: controls: %w", r.ID, err)
+	}
+	k.Controls = c
 	if r.Metadata.Valid {
 		k.Metadata = apikeys.Metadata(r.Metadata.S)
 	}
@@ -111,13 +117,14 @@ func (s *Store) CreateKeys(ctx context.Context, keys []apikeys.NewKey) error {
 // insertKey inserts k as a new row.
 func (s *Store) insertKey(ctx context.Context, tx *sqlx.Tx, k *apikeys.Key) error {
 	_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO api_keys (`+keyColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		k.ID, k.SubjectID, nullString(k.TenantID), nullString(k.EnvironmentID), k.Name,
 		nullString(k.Description), k.Handle, k.Prefix, k.LastFour, k.Hash, k.HashAlgo,
 		k.CreatedBySubjectID, formatTime(k.CreatedAt), formatTime(k.UpdatedAt), nullTime(k.ExpiresAt),
 		nullString(k.IntendedUse), nullBytes(k.Metadata), scopesJSON(k.Scopes), nullTime(k.LastUsedAt),
 		nullString(k.LastUsedIP), nullTime(k.RevokedAt), nullString(k.RevokedBySubjectID),
-		nullString(k.RevokedReason), nullString(k.RotatedFromID), nullString(k.ReplacedByID))
+		nullString(k.RevokedReason), nullString(k.RotatedFromID), nullString(k.ReplacedByID),
+		apikeys.MarshalControls(k.Controls))
 	return s.translate(err)
 }
 
@@ -280,10 +287,11 @@ func (s *Store) UpdateKey(ctx context.Context, id string, fn func(k *apikeys.Key
 func (s *Store) writeKey(ctx context.Context, tx *sqlx.Tx, k *apikeys.Key) error {
 	_, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE api_keys SET name = ?, description = ?, metadata = ?,
 		expires_at = ?, intended_use = ?, scopes = ?, updated_at = ?, revoked_at = ?,
-		revoked_by_subject_id = ?, revoked_reason = ?, replaced_by_id = ? WHERE id = ?`),
+		revoked_by_subject_id = ?, revoked_reason = ?, replaced_by_id = ?, controls = ? WHERE id = ?`),
 		k.Name, nullString(k.Description), nullBytes(k.Metadata), nullTime(k.ExpiresAt),
 		nullString(k.IntendedUse), scopesJSON(k.Scopes), formatTime(k.UpdatedAt), nullTime(k.RevokedAt),
-		nullString(k.RevokedBySubjectID), nullString(k.RevokedReason), nullString(k.ReplacedByID), k.ID)
+		nullString(k.RevokedBySubjectID), nullString(k.RevokedReason), nullString(k.ReplacedByID),
+		apikeys.MarshalControls(k.Controls), k.ID)
 	return s.translate(err)
 }
 

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -170,6 +171,8 @@ func testCreateGetRoundTrip(t *testing.T, s apikeys.KeyStore) {
 		k.ExpiresAt = ptr(t0.Add(24 * time.Hour))
 		k.Metadata = apikeys.Metadata(`{"team":"platform","n":1.50}`)
 		k.Scopes = []apikeys.Scope{apikeys.ScopeRead, apikeys.ScopeVerify}
+		k.Controls = apikeys.Controls{Disabled: true, Permissions: []string{"documents.read", "billing:*"},
+			IPAllowlist: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}}
 	})
 	create(t, s, nk)
 	got := getKey(t, s, nk.ID)
@@ -366,6 +369,7 @@ func testUpdateKey(t *testing.T, s apikeys.KeyStore) {
 	updated, err := s.UpdateKey(ctx, nk.ID, func(k *apikeys.Key) error {
 		k.Name, k.Description, k.Metadata, k.Scopes, k.UpdatedAt = "renamed", "", nil, []apikeys.Scope{apikeys.ScopeRead}, later
 		k.RevokedAt, k.RevokedBySubjectID, k.RevokedReason = &later, apikeys.AdminSubjectID, "leaked"
+		k.Controls = apikeys.Controls{Disabled: true, Permissions: []string{"admin"}, IPAllowlist: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 		return nil
 	})
 	if err != nil {
@@ -376,7 +380,8 @@ func testUpdateKey(t *testing.T, s apikeys.KeyStore) {
 		t.Errorf("GetKey after update =\n%+v\nwant\n%+v", got, updated)
 	}
 	if got.Name != "renamed" || got.Description != "" || got.Metadata != nil || got.StatusAt(later) != apikeys.StatusRevoked ||
-		got.RevokedReason != "leaked" || !reflect.DeepEqual(got.Scopes, []apikeys.Scope{apikeys.ScopeRead}) {
+		got.RevokedReason != "leaked" || !reflect.DeepEqual(got.Scopes, []apikeys.Scope{apikeys.ScopeRead}) ||
+		got.Enabled() || !reflect.DeepEqual(got.Permissions, []string{"admin"}) || len(got.IPAllowlist) != 1 {
 		t.Errorf("update not stored: %+v", got)
 	}
 }
