@@ -83,7 +83,8 @@ func (c *cli) keysCreate() *cobra.Command {
 	var (
 		id, name, description, tenant, env, use string
 		exp                                     expiry
-		scopes                                  []string
+		scopes, perms, allow                    []string
+		disabled                                bool
 		metadata                                jsonObject
 	)
 	cmd := &cobra.Command{
@@ -104,6 +105,9 @@ standard output only, and cannot be shown again: store it at once.`,
 	f.StringVar(&use, "intended-use", "", "what the key is for, such as ci-cd")
 	f.StringSliceVar(&scopes, "scopes", nil, "api_keys:read, api_keys:write, api_keys:verify (comma-separated or repeated)")
 	f.Var(&metadata, "metadata", `a JSON object kept with the key, such as '{"team":"infra"}'`)
+	f.StringSliceVar(&perms, "permissions", nil, "permissions of your own vocabulary, such as documents.read,billing:* (comma-separated or repeated)")
+	f.StringSliceVar(&allow, "ip-allowlist", nil, "the only networks the key may be presented from, such as 192.0.2.0/24,2001:db8::/32")
+	f.BoolVar(&disabled, "disabled", false, "create the key disabled (it verifies as DISABLED until enabled)")
 	exp.flags(f, "the key")
 	cmd.MarkFlagsMutuallyExclusive("expires-at", "expires-in")
 	_ = cmd.MarkFlagRequired("name")
@@ -121,6 +125,11 @@ standard output only, and cannot be shown again: store it at once.`,
 			IntendedUse:   ifSet(f, "intended-use", use),
 			ExpiresAt:     expiresAt,
 			Scopes:        ifSet(f, "scopes", toScopes(scopes)),
+			Permissions:   ifSet(f, "permissions", perms),
+			IpAllowlist:   ifSet(f, "ip-allowlist", allow),
+		}
+		if disabled {
+			body.Enabled = ifSet(f, "disabled", false)
 		}
 		if f.Changed("metadata") {
 			body.Metadata = &metadata.raw
@@ -324,21 +333,23 @@ func (c *cli) keysGet() *cobra.Command {
 
 // clearable names the fields update --clear removes, as the API's null does (scopes, which
 // cannot be null, is emptied).
-var clearable = []string{"description", "expires-at", "intended-use", "metadata", "scopes"}
+var clearable = []string{"description", "expires-at", "intended-use", "metadata", "scopes", "permissions", "ip-allowlist"}
 
 func (c *cli) keysUpdate() *cobra.Command {
 	var (
-		id, name, description, use string
-		exp                        expiry
-		scopes, clear              []string
-		metadata                   jsonObject
+		id, name, description, use  string
+		exp                         expiry
+		scopes, clear, perms, allow []string
+		enabled                     bool
+		metadata                    jsonObject
 	)
 	cmd := &cobra.Command{
 		Use:   "update KEY_ID [flags]",
 		Short: "Change a key's name, description, expiry, intended use, scopes or metadata",
 		Long: `Sets the fields given by flags and clears those named by --clear; the others are left
-as they are. --clear takes description, expires-at, intended-use, metadata and scopes
-(comma-separated or repeated): the API removes the first four (JSON null) and empties scopes.
+as they are. --clear takes description, expires-at, intended-use, metadata, scopes,
+permissions and ip-allowlist (comma-separated or repeated): the API removes the first four
+(JSON null) and empties the lists.
 A revoked key cannot be changed, nor the expiry of a key that has been rotated.`,
 		Example: `  apikeys keys update apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b --name "Nightly backup" --clear description,expires-at
   apikeys keys update apk_0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b --scopes api_keys:read,api_keys:verify`,
@@ -351,6 +362,9 @@ A revoked key cannot be changed, nor the expiry of a key that has been rotated.`
 	f.StringVar(&use, "intended-use", "", "a new intended use")
 	f.StringSliceVar(&scopes, "scopes", nil, "the new scopes, replacing the old ones (comma-separated or repeated)")
 	f.Var(&metadata, "metadata", "a JSON object replacing the key's metadata")
+	f.StringSliceVar(&perms, "permissions", nil, "the new permissions, replacing the old ones")
+	f.StringSliceVar(&allow, "ip-allowlist", nil, "the new IP allowlist (CIDRs), replacing the old one")
+	f.BoolVar(&enabled, "enabled", true, "--enabled=false disables the key, --enabled enables it again")
 	f.StringSliceVar(&clear, "clear", nil, "fields to remove: "+strings.Join(clearable, ", "))
 	exp.flags(f, "the key")
 	cmd.MarkFlagsMutuallyExclusive("expires-at", "expires-in")
@@ -393,8 +407,22 @@ A revoked key cannot be changed, nor the expiry of a key that has been rotated.`
 		case cleared["scopes"]:
 			body.Scopes = &gen.Scopes{}
 		}
+		switch {
+		case f.Changed("permissions"):
+			body.Permissions = &perms
+		case cleared["permissions"]:
+			body.Permissions = &gen.Permissions{}
+		}
+		switch {
+		case f.Changed("ip-allowlist"):
+			body.IpAllowlist = &allow
+		case cleared["ip-allowlist"]:
+			body.IpAllowlist = &gen.IpAllowlist{}
+		}
+		body.Enabled = ifSet(f, "enabled", enabled)
 		if body.Name == nil && body.Scopes == nil && !body.Description.IsSpecified() && !body.IntendedUse.IsSpecified() &&
-			!body.Metadata.IsSpecified() && !body.ExpiresAt.IsSpecified() {
+			!body.Metadata.IsSpecified() && !body.ExpiresAt.IsSpecified() && body.Permissions == nil &&
+			body.IpAllowlist == nil && body.Enabled == nil {
 			return usagef(cmd, "nothing to change: give a field to set or --clear one")
 		}
 		cl, err := c.client(cmd)
@@ -523,6 +551,7 @@ func (c *cli) keysVerify() *cobra.Command {
 	var (
 		tenant, env, clientIP string
 		required              []string
+		perms                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify [SECRET | -]",
@@ -533,7 +562,8 @@ argument is -), which keeps it out of shell history and of the process list; on 
 it is read without echo. Only the first line of standard input is read.
 
 Exit status: 0 when the answer is VALID; 3 when it is any other code (MALFORMED, NOT_FOUND,
-TENANT_MISMATCH, ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, INSUFFICIENT_SCOPES), which is
+TENANT_MISMATCH, ENVIRONMENT_MISMATCH, REVOKED, EXPIRED, DISABLED, IP_NOT_ALLOWED,
+INSUFFICIENT_SCOPES, INSUFFICIENT_PERMISSIONS), which is
 printed on standard output, and named on standard error; 1 when the service answers with an
 error or cannot be reached; 2 on a usage error.`,
 		Example: `  printf '%s\n' "$SECRET" | apikeys keys verify --required-scopes api_keys:read
@@ -544,7 +574,8 @@ error or cannot be reached; 2 on a usage error.`,
 	f.StringVar(&tenant, "tenant-id", "", "the tenant the key must belong to")
 	f.StringVar(&env, "environment-id", "", "the environment the key must belong to")
 	f.StringSliceVar(&required, "required-scopes", nil, "scopes the key must hold (comma-separated or repeated)")
-	f.StringVar(&clientIP, "client-ip", "", "the address of the client that presented the key (recorded as lastUsedIp)")
+	f.StringVar(&clientIP, "client-ip", "", "the address of the client that presented the key (checked against its IP allowlist, recorded as lastUsedIp)")
+	f.StringVar(&perms, "permissions", "", `a permission query the key must satisfy, such as "documents.read AND (billing:read OR admin)"`)
 	cmd.RunE = c.runs(func(cmd *cobra.Command, args []string) error {
 		var secret string
 		if len(args) == 1 && args[0] != "-" {
@@ -564,6 +595,7 @@ error or cannot be reached; 2 on a usage error.`,
 			TenantId:      ifSet(f, "tenant-id", tenant),
 			EnvironmentId: ifSet(f, "environment-id", env),
 			ClientIp:      ifSet(f, "client-ip", clientIP),
+			Permissions:   ifSet(f, "permissions", perms),
 		}
 		if f.Changed("required-scopes") {
 			s := toScopes(required)
@@ -592,6 +624,9 @@ error or cannot be reached; 2 on a usage error.`,
 			t.opt("environmentId", v.EnvironmentId)
 			if v.Scopes != nil {
 				t.row("scopes", scopesText(*v.Scopes))
+			}
+			if v.Permissions != nil && len(*v.Permissions) > 0 {
+				t.row("permissions", strings.Join(*v.Permissions, ","))
 			}
 			if v.Metadata != nil {
 				t.row("metadata", string(*v.Metadata))

@@ -252,6 +252,14 @@ func scopesText(s gen.Scopes) string {
 	return strings.Join(parts, ",")
 }
 
+// listText is a list of strings, comma-separated, or "-" for none.
+func listText(l *[]string) string {
+	if l == nil || len(*l) == 0 {
+		return "-"
+	}
+	return strings.Join(*l, ",")
+}
+
 // keyRows writes a key's fields, one a row, named as in the API; absent optional ones are left out.
 func keyRows(t *table, k *gen.ApiKey) {
 	t.row("id", k.Id)
@@ -263,6 +271,9 @@ func keyRows(t *table, k *gen.ApiKey) {
 	t.opt("environmentId", k.EnvironmentId)
 	t.opt("intendedUse", k.IntendedUse)
 	t.row("scopes", scopesText(scopesOf(k.Scopes)))
+	t.row("enabled", fmt.Sprint(k.Enabled == nil || *k.Enabled))
+	t.row("permissions", listText(k.Permissions))
+	t.row("ipAllowlist", listText(k.IpAllowlist))
 	if k.Metadata != nil {
 		t.row("metadata", string(*k.Metadata))
 	}
