@@ -78,6 +78,8 @@ async function main(): Promise<void> {
   // A tenant of its own, so that runs against the same service do not see each other's keys.
   const tenantId = `tenant_ts_${randomUUID().slice(0, 8)}`;
   const scopes: Scope[] = ["api_keys:verify"];
+  // Permissions are the calling service's own vocabulary; verify answers whether a key has them.
+  const permissions = ["documents.read", "billing:*"];
 
   // 1. Create a few keys for the tenant.
   const created: CreatedApiKey[] = [];
@@ -86,7 +88,7 @@ async function main(): Promise<void> {
       `create key ${i}`,
       201,
       await api.POST("/api-keys", {
-        body: { name: `TypeScript example ${i}`, tenantId, intendedUse: "ts-example", scopes },
+        body: { name: `TypeScript example ${i}`, tenantId, intendedUse: "ts-example", scopes, permissions },
       }),
     );
     check(key.tenantId === tenantId, `create key ${i}: tenantId is ${key.tenantId}, want ${tenantId}`);
@@ -138,8 +140,9 @@ async function main(): Promise<void> {
   // 3. Verify a secret, as a backend service does on every request it serves.
   const first = created[0];
   check(first !== undefined, "no key was created");
-  const verify = async (what: string, secret: string, want: VerifyCode) => {
-    const v = ok(what, 200, await api.POST("/api-keys/verify", { body: { key: secret, tenantId } }));
+  const verify = async (what: string, secret: string, want: VerifyCode, query?: string) => {
+    const body = query === undefined ? { key: secret, tenantId } : { key: secret, tenantId, permissions: query };
+    const v = ok(what, 200, await api.POST("/api-keys/verify", { body }));
     check(v.code === want && v.valid === (want === "VALID"), `${what}: code ${v.code} (valid ${v.valid}), want ${want}`);
     return v;
   };
@@ -147,6 +150,10 @@ async function main(): Promise<void> {
   check(valid.keyId === first.id, `verify: keyId is ${valid.keyId}, want ${first.id}`);
   check(valid.subjectId === first.subjectId, `verify: subjectId is ${valid.subjectId}, want ${first.subjectId}`);
   console.log(`verified ${show(first)}: ${valid.code}, subject ${valid.subjectId}`);
+  const q = "documents.read AND (billing:refund OR admin)";
+  await verify(`verify ${first.id} for ${q}`, first.secretKey, "VALID", q);
+  await verify(`verify ${first.id} for documents.write`, first.secretKey, "INSUFFICIENT_PERMISSIONS", "documents.write");
+  console.log(`permissions: "${q}" VALID, "documents.write" INSUFFICIENT_PERMISSIONS`);
 
   // 4. Rotate it: a new secret for the same subject; the old key is revoked at once.
   const rotated = ok(
@@ -159,6 +166,10 @@ async function main(): Promise<void> {
   check(rotated.subjectId === first.subjectId, `rotate: subject ${rotated.subjectId}, want ${first.subjectId}`);
   check(rotated.rotatedFromId === first.id, `rotate: rotatedFromId is ${rotated.rotatedFromId}, want ${first.id}`);
   check(sameScopes(rotated.scopes, first.scopes), `rotate: scopes [${rotated.scopes.join(", ")}], want [${first.scopes.join(", ")}]`);
+  check(
+    JSON.stringify(rotated.permissions) === JSON.stringify(permissions),
+    `rotate: permissions [${rotated.permissions?.join(", ")}], want [${permissions.join(", ")}]`,
+  );
   console.log(`rotated ${first.id} to ${show(rotated)}: new secret, same subject ${rotated.subjectId}`);
 
   // 5. Revoke the new key, then verify its secret again.
