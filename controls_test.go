@@ -1,6 +1,7 @@
 package apikeys_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -97,6 +98,18 @@ func TestParseControls(t *testing.T) {
 	}
 }
 
+// TestPermissionPattern: ParsePermission accepts exactly what the spec's pattern does.
+func TestPermissionPattern(t *testing.T) {
+	re := regexp.MustCompile(apikeys.PermissionPattern)
+	for _, s := range []string{"", "a", "*", "a*", "**", "a*b", "billing:*", "x.y:z-w_v", "é", "a b", strings.Repeat("a", 128),
+		strings.Repeat("a", 129), strings.Repeat("a", 127) + "*", "A9", "(", "a\n"} {
+		_, err := apikeys.ParsePermission(s)
+		if (err == nil) != re.MatchString(s) {
+			t.Errorf("%q: ParsePermission %v, pattern %v", s, err, re.MatchString(s))
+		}
+	}
+}
+
 // FuzzParsePermissionQuery holds the query parser to: never panicking; refusing with EINVALID
 // and a detail that names a position or a limit; and, for a query it accepts, a canonical
 // form that parses again to itself and is satisfied by exactly the same permission sets.
@@ -128,4 +141,14 @@ func FuzzParsePermissionQuery(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkParsePermissionQuery: the parse the HTTP edge makes of a verify request's query.
+func BenchmarkParsePermissionQuery(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := apikeys.ParsePermissionQuery("documents.read AND (billing:refund OR admin)"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

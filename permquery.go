@@ -107,7 +107,7 @@ func ParsePermissionQuery(s string) (PermissionQuery, error) {
 }
 
 func lexPermissions(s string) ([]permToken, error) {
-	var toks []permToken
+	toks := make([]permToken, 0, 8)
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
@@ -166,11 +166,15 @@ func (p *permParser) chain(depth int, keyword string, and bool, operand func(int
 	if err != nil {
 		return nil, err
 	}
-	n := &permNode{and: and, children: []*permNode{first}}
+	var n *permNode // made only when a keyword follows: most operands stand alone
 	for {
 		t, ok := p.peek()
 		if !ok || t.text != keyword {
 			break
+		}
+		if n == nil {
+			n = &permNode{and: and, children: make([]*permNode, 1, 4)}
+			n.children[0] = first
 		}
 		p.i++
 		next, err := operand(depth)
@@ -179,7 +183,7 @@ func (p *permParser) chain(depth int, keyword string, and bool, operand func(int
 		}
 		n.children = append(n.children, next)
 	}
-	if len(n.children) == 1 {
+	if n == nil {
 		return first, nil
 	}
 	return n, nil
