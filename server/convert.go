@@ -70,22 +70,13 @@ func newKeyRequest(f *apikeys.Fields, at string, b *gen.CreateApiKeyRequest) ser
 		Metadata:      parse(f, at+"/metadata", b.Metadata, parseMetadata),
 		Scopes:        parse(f, at+"/scopes", b.Scopes, parseScopes),
 		Controls: apikeys.Controls{
-			Disabled:    !deref(orTrue(b.Enabled)),
+			Disabled:    b.Enabled != nil && !*b.Enabled, // absent: enabled
 			Permissions: parse(f, at+"/permissions", b.Permissions, apikeys.ParsePermissions),
 			IPAllowlist: parse(f, at+"/ipAllowlist", b.IpAllowlist, apikeys.ParseIPAllowlist),
 		},
 	}
 	r.ExpiresAt = parseExpiry(f, at+"/expiresAt", b.ExpiresAt)
 	return r
-}
-
-// orTrue is an optional boolean whose default is true.
-func orTrue(b *bool) *bool {
-	if b == nil {
-		t := true
-		return &t
-	}
-	return b
 }
 
 // keyUpdate parses a PATCH body; null clears an optional field.
@@ -153,8 +144,7 @@ func ptrTo[T any](v T) *T { return &v }
 
 // genPermissions renders permissions, [] for none.
 func genPermissions(ps []string) *gen.Permissions {
-	out := make(gen.Permissions, len(ps))
-	copy(out, ps)
+	out := append(gen.Permissions{}, ps...)
 	return &out
 }
 

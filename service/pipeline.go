@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"time"
 
 	apikeys "github.com/qs/apikeys"
@@ -59,20 +60,11 @@ var pipeline = []check{
 func run(via Via, in *input) apikeys.VerifyCode {
 	for i := range pipeline {
 		c := &pipeline[i]
-		if applies(c, via) && c.fails(in) {
+		if slices.Contains(c.vias, via) && c.fails(in) {
 			return c.code
 		}
 	}
 	return apikeys.CodeValid
-}
-
-func applies(c *check, via Via) bool {
-	for _, v := range c.vias {
-		if v == via {
-			return true
-		}
-	}
-	return false
 }
 
 // codesOf lists the verdicts a verification through via can reach, in the order they are
@@ -80,7 +72,7 @@ func applies(c *check, via Via) bool {
 func codesOf(via Via) []apikeys.VerifyCode {
 	out := []apikeys.VerifyCode{apikeys.CodeMalformed, apikeys.CodeNotFound}
 	for i := range pipeline {
-		if c := &pipeline[i]; applies(c, via) && c.code != apikeys.CodeNotFound {
+		if c := &pipeline[i]; slices.Contains(c.vias, via) && c.code != apikeys.CodeNotFound {
 			out = append(out, c.code)
 		}
 	}
